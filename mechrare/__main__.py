@@ -1,0 +1,5 @@
+import sys
+
+from mechrare.cli import main
+
+sys.exit(main())

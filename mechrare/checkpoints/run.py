@@ -1,0 +1,134 @@
+"""The run folder: paths, the manifest, and the config-compatibility check.
+
+::
+
+    RUN/
+      manifest.json                 schema, resolved config, version, seed, models + status, checkpoint steps
+      metrics.nc                    eval loss / accuracy per (model, step, task); train loss
+      models/<model>/step_<N>/      a Hugging Face folder (+ tokenizer, mechrare.json)
+      models/<model>/resume/        latest full training state, for exact resume
+      analyses/<analysis>.nc
+      report/
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from mechrare.checkpoints.atomic import atomic_write_json
+from mechrare.errors import RunFolderError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+def mechrare_version() -> str:
+    from mechrare import __version__
+
+    return __version__
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # -- paths ---------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.nc"
+
+    def model_dir(self, model: str) -> Path:
+        return self.path / "models" / model
+
+    def step_dir(self, model: str, step: int) -> Path:
+        return self.model_dir(model) / f"step_{step}"
+
+    def resume_dir(self, model: str) -> Path:
+        return self.model_dir(model) / "resume"
+
+    def analysis_path(self, name: str) -> Path:
+        return self.path / "analyses" / f"{name}.nc"
+
+    # -- manifest -------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.manifest_path.is_file()
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.path.exists():
+            raise RunFolderError(f"{self.path}: no such run folder; train one with `mechrare train PRESET --out {self.path}`")
+        if not self.exists():
+            raise RunFolderError(f"{self.path}: not a mechrare run folder (no {MANIFEST})")
+        try:
+            manifest = json.loads(self.manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise RunFolderError(f"{self.manifest_path}: damaged manifest ({exc})") from None
+        if manifest.get("schema") != SCHEMA_VERSION:
+            raise RunFolderError(
+                f"{self.manifest_path}: schema {manifest.get('schema')!r}, this mechrare reads {SCHEMA_VERSION}"
+            )
+        return manifest
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
+
+    def update_model(self, model: str, **fields: Any) -> dict[str, Any]:
+        manifest = self.read_manifest()
+        manifest["models"][model].update(fields)
+        self.write_manifest(manifest)
+        return manifest
+
+    # -- checkpoints on disk ----------------------------------------------------
+    def complete_steps(self, model: str) -> list[int]:
+        """Steps whose folder is whole (renamed into place, with mechrare.json)."""
+        folder = self.model_dir(model)
+        if not folder.is_dir():
+            return []
+        steps = []
+        for child in folder.iterdir():
+            m = STEP_RE.match(child.name)
+            if m and (child / "mechrare.json").is_file():
+                steps.append(int(m.group(1)))
+        return sorted(steps)
+
+
+def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "mechrare_version": mechrare_version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "name": name,
+        "seed": config["seed"],
+        "config": config,
+        **fields,
+    }
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """Where two JSON-like values first differ, as ``key.path: a != b``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in a or key not in b:
+                return f"{sub}: {a.get(key, '<unset>')!r} != {b.get(key, '<unset>')!r}"
+            diff = first_difference(a[key], b[key], sub)
+            if diff:
+                return diff
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} entries != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            diff = first_difference(x, y, f"{path}[{i}]")
+            if diff:
+                return diff
+        return None
+    return None if a == b else f"{path}: {a!r} != {b!r}"

@@ -1,0 +1,132 @@
+"""``mechrare``: a thin argparse front over the package.
+
+Errors from bad input print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from mechrare.errors import MechrareError
+
+EXIT_USAGE = 2
+
+
+def _add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
+    p.add_argument(
+        "config",
+        nargs="?" if optional else None,
+        default="quickstart" if optional else None,
+        help="a preset name (see `mechrare presets`) or a TOML config file" + (" [quickstart]" if optional else ""),
+    )
+    p.add_argument("--out", help="run folder to write [runs/<config name>]")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set train.steps=100 --set mixture.tasks.0.frequency=0.5",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mechrare import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mechrare",
+        description="Train model ladders on rare/common task mixtures and study rare-task retention.",
+    )
+    parser.add_argument("--version", action="version", version=f"mechrare {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a ladder of models and save dense checkpoint series")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("run", help="every stage on a config (today: train; analyses land later) [quickstart]")
+    _add_config_args(p, optional=True)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ls", help="summarise a run folder: models, checkpoints, final metrics")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--steps", action="store_true", help="list every checkpoint step")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("presets", help="list built-in presets")
+    p.set_defaults(func=cmd_presets)
+
+    p = sub.add_parser("config", help="print the resolved config (TOML) of a preset or file")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def _load(args):
+    from mechrare.config import load_config
+
+    name, config = load_config(args.config, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / name
+    return name, config, out
+
+
+def cmd_train(args) -> int:
+    from mechrare.training.runner import Plan, train_run
+
+    name, config, out = _load(args)
+    Plan(config)  # validate everything before touching the disk
+    run = train_run(config, out, name=name, progress=not args.no_progress, echo=print)
+    print(f"trained: {run.path}  (inspect with `mechrare ls {run.path}`)")
+    return 0
+
+
+def cmd_run(args) -> int:
+    code = cmd_train(args)
+    if code == 0:
+        _, _, out = _load(args)
+        cmd_ls(argparse.Namespace(run=str(out), steps=False))
+    return code
+
+
+def cmd_ls(args) -> int:
+    from mechrare.reports.listing import describe_run
+
+    print(describe_run(args.run, list_steps=args.steps))
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from mechrare.config import preset_names
+
+    print("\n".join(preset_names()))
+    return 0
+
+
+def cmd_config(args) -> int:
+    from mechrare.config import dump_toml
+
+    _, config, _ = _load(args)
+    print(dump_toml(config), end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except MechrareError as exc:
+        print(f"mechrare: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("mechrare: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

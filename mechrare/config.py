@@ -1,0 +1,395 @@
+"""Run configuration: dataclasses, strict TOML loading, ``a.b=v`` overrides.
+
+Every key is checked: an unknown key, a wrong type or an impossible value
+raises :class:`~mechrare.errors.ConfigError` whose message names the key
+(``mixture.tasks[1].frequency: ...``). Names that live in registries (task
+families, ladder sizes) are checked where they are resolved, in
+:mod:`mechrare.data` and :mod:`mechrare.models`, with the same key paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Union
+
+from mechrare.errors import ConfigError
+
+PLACEMENTS = ("inject", "sequence")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _require(cond: bool, path: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {msg}")
+
+
+@dataclass
+class ScheduleConfig:
+    """Bursty "matched-frequency" placement: every ``every`` steps, the task's
+    expected instances for the whole period arrive together (starting at the
+    step where ``step % every == offset``)."""
+
+    every: int
+    offset: int = 0
+
+    def validate(self, path: str) -> None:
+        _require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
+        _require(0 <= self.offset < self.every, f"{path}.offset", f"must be in [0, every), got {self.offset}")
+
+
+@dataclass
+class TaskConfig:
+    """One task of the mixture. ``frequency`` is a relative weight (the share of
+    training sequences that carry the task is frequency / sum of all weights,
+    background included)."""
+
+    family: str
+    complexity: int
+    frequency: float
+    placement: str = "inject"
+    schedule: ScheduleConfig | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}:{self.complexity}"
+
+    def validate(self, path: str) -> None:
+        _require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
+        _require(self.frequency > 0, f"{path}.frequency", f"must be > 0, got {self.frequency}")
+        _require(
+            self.placement in PLACEMENTS,
+            f"{path}.placement",
+            f"must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}",
+        )
+
+
+@dataclass
+class BackgroundConfig:
+    """The background "language": a seeded Markov chain over ``vocab_size`` words,
+    each with ``branching`` successors whose weights fall off as rank^-zipf."""
+
+    vocab_size: int = 64
+    branching: int = 4
+    zipf: float = 1.0
+    frequency: float = 1.0
+
+    def validate(self, path: str) -> None:
+        _require(self.vocab_size >= 2, f"{path}.vocab_size", f"must be >= 2, got {self.vocab_size}")
+        _require(
+            1 <= self.branching <= self.vocab_size,
+            f"{path}.branching",
+            f"must be in [1, vocab_size], got {self.branching}",
+        )
+        _require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
+        _require(self.frequency >= 0, f"{path}.frequency", f"must be >= 0, got {self.frequency}")
+
+
+@dataclass
+class MixtureConfig:
+    sequence_length: int = 32
+    tasks: list[TaskConfig] = field(default_factory=list)
+    background: BackgroundConfig = field(default_factory=BackgroundConfig)
+    eval_examples: int = 256
+
+    def validate(self, path: str) -> None:
+        _require(self.sequence_length >= 4, f"{path}.sequence_length", f"must be >= 4, got {self.sequence_length}")
+        _require(len(self.tasks) >= 1, f"{path}.tasks", "needs at least one task")
+        _require(self.eval_examples >= 1, f"{path}.eval_examples", f"must be >= 1, got {self.eval_examples}")
+        names = [t.name for t in self.tasks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        _require(not dup, f"{path}.tasks", f"task {dup[0] if dup else ''!r} appears twice; give each task once")
+
+
+@dataclass
+class CustomModelConfig:
+    """An inline ladder size. d_mlp is the SwiGLU hidden width (default 4 * d_model)."""
+
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_mlp: int | None = None
+    name: str | None = None
+
+    def validate(self, path: str) -> None:
+        for key in ("d_model", "n_layers", "n_heads"):
+            value = getattr(self, key)
+            _require(value >= 1, f"{path}.{key}", f"must be >= 1, got {value}")
+        _require(
+            self.d_model % self.n_heads == 0,
+            f"{path}.n_heads",
+            f"must divide d_model={self.d_model}, got {self.n_heads}",
+        )
+        if self.d_mlp is not None:
+            _require(self.d_mlp >= 1, f"{path}.d_mlp", f"must be >= 1, got {self.d_mlp}")
+
+
+@dataclass
+class LadderConfig:
+    models: list[Union[str, CustomModelConfig]] = field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        _require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    device: str = "auto"
+    precision: str = "auto"
+    warmup: float = 0.05
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    grad_clip: float = 1.0
+    init_std: float = 0.02
+    threads: int = 0
+    eval_batch_size: int = 512
+
+    def validate(self, path: str) -> None:
+        _require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
+        _require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.lr > 0, f"{path}.lr", f"must be > 0, got {self.lr}")
+        dev = self.device.split(":")[0]
+        _require(dev in DEVICES, f"{path}.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        _require(
+            self.precision in PRECISIONS,
+            f"{path}.precision",
+            f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
+        )
+        _require(0 <= self.warmup < 1, f"{path}.warmup", f"is a fraction of steps in [0, 1), got {self.warmup}")
+        _require(0 <= self.min_lr_ratio <= 1, f"{path}.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        _require(self.weight_decay >= 0, f"{path}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(
+            len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+            f"{path}.betas",
+            f"must be two numbers in [0, 1), got {self.betas}",
+        )
+        _require(self.grad_clip >= 0, f"{path}.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
+        _require(self.init_std > 0, f"{path}.init_std", f"must be > 0, got {self.init_std}")
+        _require(self.threads >= 0, f"{path}.threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        _require(self.eval_batch_size >= 1, f"{path}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoint at 0, 1, 2, 4, ..., 512 (if ``log_spaced``) and every ``every``
+    steps, plus the last step. The full resume state (optimizer, step) is
+    written every ``resume_every`` steps (0: at every multiple of ``every``)."""
+
+    every: int = 100
+    log_spaced: bool = True
+    resume_every: int = 0
+
+    def validate(self, path: str) -> None:
+        _require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
+        _require(self.resume_every >= 0, f"{path}.resume_every", f"must be >= 0, got {self.resume_every}")
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    ladder: LadderConfig = field(default_factory=LadderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def validate(self, path: str) -> None:
+        _require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        return from_dict(cls, data)
+
+
+# ---------------------------------------------------------------- conversion
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        wanted = " or ".join(_type_name(o) for o in options if o is not type(None))
+        if len(errors) == 1 or isinstance(value, dict):
+            raise errors[-1]
+        raise ConfigError(f"{path}: expected {wanted}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, path)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a table, got {value!r}")
+        return {str(k): _convert(item, v, _join(path, str(k))) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} at {path}")
+
+
+def from_dict(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys and bad values."""
+    where = path or "config"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_join(path, unknown[0])}: unknown key; valid keys here: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_join(path, name)}: required key is missing")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(path if path else "")
+    return obj
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    folder = resources.files("mechrare.presets")
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def read_source(source: str) -> tuple[str, dict[str, Any]]:
+    """Read a preset name or a TOML file path. Returns (name, raw dict)."""
+    path = Path(source)
+    if source.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{source}: no such config file; give a TOML path or a preset ({', '.join(preset_names())})")
+        text = path.read_text()
+        name = path.stem
+    else:
+        if source not in preset_names():
+            raise ConfigError(
+                f"{source}: neither a TOML file nor a preset; presets: {', '.join(preset_names())}"
+            )
+        text = resources.files("mechrare.presets").joinpath(f"{source}.toml").read_text()
+        name = source
+    try:
+        return name, tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A TOML value (``10``, ``0.5``, ``true``, ``[1, 2]``, ``"x"``); else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides (``mixture.tasks.0.frequency=2`` indexes lists)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected key=value, e.g. train.steps=100")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"--set {item}: empty key part in {key!r}")
+        node: Any = data
+        for i, part in enumerate(parts[:-1]):
+            node = _step_into(node, part, ".".join(parts[: i + 1]))
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, key)] = parse_value(raw.strip())
+        else:
+            node[last] = parse_value(raw.strip())
+    return data
+
+
+def _index(node: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{where}: {part!r} is not an index into a list of {len(node)}")
+    return int(part)
+
+
+def _step_into(node: Any, part: str, where: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, where)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{where}: is a value, not a table")
+    return node.setdefault(part, {})
+
+
+def load_config(source: str, overrides: list[str] | None = None) -> tuple[str, RunConfig]:
+    """Load a preset or TOML file, apply overrides, validate. Returns (name, config)."""
+    name, data = read_source(source)
+    data = apply_overrides(data, list(overrides or []))
+    return name, RunConfig.from_dict(data)
+
+
+def dump_toml(config: RunConfig) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())

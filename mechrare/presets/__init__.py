@@ -1,0 +1,1 @@
+"""Built-in run configs, shipped as package data (``mechrare presets`` lists them)."""

@@ -1,0 +1,65 @@
+"""``mechrare ls``: a run folder as text: models, checkpoints, final accuracy table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mechrare.checkpoints.run import RunFolder
+from mechrare.checkpoints.store import CheckpointStore
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*map(str, r)) for r in rows]
+    return "\n".join(lines)
+
+
+def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[str]]]:
+    tasks = [t["name"] for t in store.manifest["tasks"]]
+    rows = []
+    for model in store.models():
+        steps = store.steps(model)
+        if not steps:
+            rows.append([model, "-"] + ["-"] * len(tasks))
+            continue
+        info = store.info(model, steps[-1])
+        rows.append([model, str(steps[-1])] + [f"{info['eval'][t]['accuracy']:.3f}" for t in tasks])
+    return ["model", "step"] + tasks, rows
+
+
+def describe_run(path: str | Path, list_steps: bool = False) -> str:
+    store = CheckpointStore(RunFolder(path))
+    m = store.manifest
+    out = [
+        f"run {store.run.path}  ({m['name']}, mechrare {m['mechrare_version']}, seed {m['seed']})",
+        f"  {m['batch_size']} x {m['sequence_length']} tokens/step, {m['config']['train']['steps']} steps, "
+        f"vocab {m['vocab_size']}, {len(m['checkpoint_steps'])} scheduled checkpoints",
+        "",
+        _table(
+            ["task", "share", "placement", "schedule", "eval", "split"],
+            [
+                [
+                    t["name"],
+                    f"{t['share']:.4f}",
+                    t["placement"],
+                    f"every {t['schedule']['every']}" if t["schedule"] else "iid",
+                    t["eval_examples"],
+                    t["split"],
+                ]
+                for t in m["tasks"]
+            ],
+        ),
+        "",
+    ]
+    rows = []
+    for name, info in m["models"].items():
+        steps = store.steps(name)
+        rows.append([name, f"{info['n_params']:,}", info["status"], len(steps), steps[-1] if steps else "-"])
+    out += [_table(["model", "params", "status", "checkpoints", "last"], rows), ""]
+    header, acc_rows = final_accuracy_rows(store)
+    out += ["final held-out accuracy:", _table(header, acc_rows)]
+    if list_steps:
+        out += [""] + [f"{name}: {' '.join(map(str, store.steps(name)))}" for name in m["models"]]
+    return "\n".join(out)

@@ -1,0 +1,104 @@
+"""Built-in callbacks: evaluation, checkpoint folders, resume state, progress bar."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from mechrare.checkpoints.atomic import atomic_dir, atomic_file, sha256_file
+from mechrare.checkpoints.run import RunFolder, mechrare_version
+from mechrare.training.evaluate import evaluate
+from mechrare.training.trainer import Callback, Trainer
+
+RESUME_FILE = "state.pt"
+
+
+class EvalCallback(Callback):
+    """Adds held-out per-task loss / accuracy and background loss to ``info``."""
+
+    def on_checkpoint(self, trainer: Trainer, info: dict[str, Any]) -> None:
+        info.update(
+            evaluate(
+                trainer.model,
+                trainer.mixture,
+                trainer.device,
+                batch_size=trainer.cfg.eval_batch_size,
+                autocast_dtype=trainer.autocast_dtype,
+            )
+        )
+
+
+class CheckpointCallback(Callback):
+    """Writes ``models/<model>/step_<N>/``: a Hugging Face folder with the tokenizer
+    and mechrare.json, renamed into place only once whole. An existing whole
+    checkpoint (from before an interruption) is kept: the rerun is deterministic."""
+
+    def __init__(self, run: RunFolder, model_name: str, tokenizer):
+        self.run = run
+        self.model_name = model_name
+        self.tokenizer = tokenizer
+
+    def on_checkpoint(self, trainer: Trainer, info: dict[str, Any]) -> None:
+        folder = self.run.step_dir(self.model_name, info["step"])
+        if (folder / "mechrare.json").is_file():
+            return
+        with atomic_dir(folder) as tmp:
+            trainer.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(str(tmp))
+            record = {
+                "model": self.model_name,
+                **info,
+                "sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")},
+                "mechrare_version": mechrare_version(),
+            }
+            (tmp / "mechrare.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+class ResumeCallback(Callback):
+    """Saves the full training state every ``every`` steps and at the end."""
+
+    def __init__(self, run: RunFolder, model_name: str, every: int):
+        self.path = run.resume_dir(model_name) / RESUME_FILE
+        self.every = every
+
+    def on_step_end(self, trainer: Trainer, loss) -> None:
+        if trainer.step % self.every == 0 or trainer.step == trainer.cfg.steps:
+            import torch
+
+            with atomic_file(self.path) as tmp:
+                torch.save(trainer.state_dict(), tmp)
+
+
+class ProgressCallback(Callback):
+    """A tqdm bar per model with loss and tokens/s."""
+
+    def __init__(self, desc: str, enabled: bool = True, refresh_every: int = 10):
+        self.desc = desc
+        self.enabled = enabled
+        self.refresh_every = refresh_every
+        self.bar = None
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(
+            total=trainer.cfg.steps,
+            initial=trainer.step,
+            desc=self.desc,
+            unit="step",
+            disable=not self.enabled,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        self._t0, self._s0 = time.perf_counter(), trainer.step
+
+    def on_step_end(self, trainer: Trainer, loss) -> None:
+        self.bar.update(1)
+        if trainer.step % self.refresh_every == 0 or trainer.step == trainer.cfg.steps:
+            dt = max(time.perf_counter() - self._t0, 1e-9)
+            tok_s = (trainer.step - self._s0) * trainer.tokens_per_step / dt
+            self.bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+
+    def on_train_end(self, trainer: Trainer) -> None:
+        self.bar.close()

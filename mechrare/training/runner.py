@@ -1,0 +1,194 @@
+"""Train every model of a ladder into one run folder; rerunning resumes."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from mechrare.checkpoints.atomic import remove_stale_temps
+from mechrare.checkpoints.metrics import write_metrics
+from mechrare.checkpoints.run import RunFolder, first_difference, new_manifest
+from mechrare.config import RunConfig
+from mechrare.data.mixture import Mixture
+from mechrare.errors import ConfigError, RunFolderError
+from mechrare.models.ladder import ModelShape, build_model, olmo2_config, olmo2_param_count, resolve_ladder
+from mechrare.training.callbacks import (
+    RESUME_FILE,
+    CheckpointCallback,
+    EvalCallback,
+    ProgressCallback,
+    ResumeCallback,
+)
+from mechrare.training.schedule import checkpoint_steps
+from mechrare.training.trainer import Trainer
+
+log = logging.getLogger("mechrare")
+
+
+def resolve_device(name: str):
+    """``auto`` -> cuda if available else cpu."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device: {name!r} asked for, but torch sees no CUDA device; use auto or cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device):
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+@contextmanager
+def _threads(n: int):
+    import torch
+
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Plan:
+    """Everything resolved and validated from a config before anything is written."""
+
+    def __init__(self, config: RunConfig):
+        self.config = config
+        self.mixture = Mixture(config.mixture, config.seed)
+        self.mixture.check_batch_size(config.train.batch_size)
+        self.shapes: list[ModelShape] = resolve_ladder(config.ladder.models)
+        ck = config.checkpoints
+        self.schedule = checkpoint_steps(config.train.steps, ck.every, ck.log_spaced)
+        self.resume_every = ck.resume_every or ck.every
+        self.tokens_per_step = config.train.batch_size * config.mixture.sequence_length
+
+    def manifest(self, name: str) -> dict:
+        vocab = len(self.mixture.vocab)
+        tasks = []
+        for spec, task, row in zip(self.mixture.specs, self.mixture.tasks, self.mixture.describe()):
+            tasks.append(
+                {
+                    "name": task.name,
+                    "family": spec.family,
+                    "complexity": spec.complexity,
+                    "frequency": spec.frequency,
+                    "share": row["share"],
+                    "placement": spec.placement,
+                    "schedule": asdict(spec.schedule) if spec.schedule else None,
+                    "split": task.split,
+                    "eval_examples": row["eval"],
+                    "targets": task.targets(),
+                }
+            )
+        models = {
+            s.name: {
+                "shape": {"d_model": s.d_model, "n_layers": s.n_layers, "n_heads": s.n_heads, "d_mlp": s.d_mlp},
+                "n_params": olmo2_param_count(s, vocab),
+                "reference_params": s.reference_params,
+                "status": "pending",
+            }
+            for s in self.shapes
+        }
+        return new_manifest(
+            name,
+            self.config.to_dict(),
+            vocab_size=vocab,
+            sequence_length=self.config.mixture.sequence_length,
+            batch_size=self.config.train.batch_size,
+            tokens_per_step=self.tokens_per_step,
+            checkpoint_steps=self.schedule,
+            tasks=tasks,
+            models=models,
+        )
+
+
+def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
+    """Create the run folder, or check that an existing one holds this same config."""
+    run = RunFolder(out)
+    if run.exists():
+        manifest = run.read_manifest()
+        diff = first_difference(manifest["config"], plan.config.to_dict())
+        if diff:
+            raise RunFolderError(
+                f"{run.path}: holds a run with a different config (config.{diff}); "
+                "rerun with the same config to resume, or choose another --out"
+            )
+        return run
+    if run.path.exists() and any(run.path.iterdir()):
+        raise RunFolderError(f"{run.path}: exists, is not empty and is not a mechrare run; choose another --out")
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.write_manifest(plan.manifest(name))
+    return run
+
+
+def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True) -> None:
+    import torch
+
+    cfg = plan.config
+    mixture = plan.mixture
+    vocab = mixture.vocab
+    model_cfg = olmo2_config(
+        shape, len(vocab), cfg.mixture.sequence_length, vocab.pad_id, vocab.eos_id, cfg.train.init_std
+    )
+    attn = "sdpa" if device.type == "cuda" else "eager"
+    model = build_model(model_cfg, cfg.seed, attn_implementation=attn).to(device)
+    trainer = Trainer(
+        model,
+        mixture,
+        cfg.train,
+        device,
+        plan.schedule,
+        callbacks=[
+            EvalCallback(),
+            CheckpointCallback(run, shape.name, vocab.to_hf_tokenizer()),
+            ResumeCallback(run, shape.name, plan.resume_every),
+            ProgressCallback(shape.name, enabled=progress),
+        ],
+        autocast_dtype=autocast_dtype(cfg.train.precision, device),
+    )
+    remove_stale_temps(run.model_dir(shape.name))
+    remove_stale_temps(run.resume_dir(shape.name))
+    state_path = run.resume_dir(shape.name) / RESUME_FILE
+    if state_path.is_file():
+        trainer.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
+        log.info("%s: resuming at step %d", shape.name, trainer.step)
+    run.update_model(shape.name, status="training", device=str(device))
+    trainer.fit()
+    run.update_model(shape.name, status="done", final_step=trainer.step)
+
+
+def train_run(
+    config: RunConfig,
+    out: str | Path,
+    name: str = "run",
+    progress: bool = True,
+    echo: Callable[[str], None] = lambda s: None,
+) -> RunFolder:
+    """Train every ladder model of ``config`` into ``out``; resumes where it stopped."""
+    from transformers.utils import logging as hf_logging
+
+    plan = Plan(config)
+    device = resolve_device(config.train.device)
+    run = open_or_create(out, plan, name)
+    hf_logging.disable_progress_bar()
+    with _threads(config.train.threads):
+        for shape in plan.shapes:
+            status = run.read_manifest()["models"][shape.name]["status"]
+            if status == "done":
+                echo(f"{shape.name}: done already, skipping")
+                continue
+            train_model(run, plan, shape, device, progress=progress)
+            write_metrics(run)
+    write_metrics(run)
+    return run

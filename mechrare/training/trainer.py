@@ -1,0 +1,129 @@
+"""The training loop: a small loop; checkpointing, evaluation and logging are callbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mechrare.config import TrainConfig
+from mechrare.data.mixture import Mixture
+from mechrare.training.optim import build_optimizer
+
+
+class Callback:
+    """Hooks, called in list order. ``on_checkpoint`` runs at scheduled steps
+    (step 0 included) and fills ``info``; ``on_step_end`` runs after it."""
+
+    def on_train_start(self, trainer: "Trainer") -> None: ...
+
+    def on_checkpoint(self, trainer: "Trainer", info: dict[str, Any]) -> None: ...
+
+    def on_step_end(self, trainer: "Trainer", loss) -> None: ...
+
+    def on_train_end(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    """Trains one model on a mixture. ``step`` counts optimizer updates done;
+    the batch of update ``s`` is ``mixture.batch(s)``, so the data position is
+    the step and a resumed run continues exactly."""
+
+    def __init__(
+        self,
+        model,
+        mixture: Mixture,
+        cfg: TrainConfig,
+        device,
+        schedule: list[int],
+        callbacks: list[Callback] = (),
+        autocast_dtype=None,
+    ):
+        self.model = model
+        self.mixture = mixture
+        self.cfg = cfg
+        self.device = device
+        self.schedule = set(schedule)
+        self.callbacks = list(callbacks)
+        self.autocast_dtype = autocast_dtype
+        self.optimizer, self.scheduler = build_optimizer(model, cfg, device.type)
+        self.step = 0
+        self._loss_sum = None  # tensor on device: no host sync per step
+        self._loss_count = 0
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.batch_size * self.mixture.cfg.sequence_length
+
+    # -- one update ---------------------------------------------------------------
+    def train_step(self, step: int):
+        import torch
+
+        batch = self.mixture.batch(step, self.cfg.batch_size)
+        ids = torch.as_tensor(batch.input_ids).to(self.device, non_blocking=True)
+        labels = torch.as_tensor(batch.labels).to(self.device, non_blocking=True)
+        enabled = self.autocast_dtype is not None
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+            loss = self.model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach().float()
+
+    def fit(self) -> None:
+        self.model.train()
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        if self.step == 0 and 0 in self.schedule:
+            self._checkpoint()
+        while self.step < self.cfg.steps:
+            loss = self.train_step(self.step)
+            self.step += 1
+            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+            self._loss_count += 1
+            if self.step in self.schedule:
+                self._checkpoint()
+            for cb in self.callbacks:
+                cb.on_step_end(self, loss)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+
+    def _checkpoint(self) -> None:
+        train_loss = None
+        if self._loss_count:
+            train_loss = float(self._loss_sum.item()) / self._loss_count
+        info: dict[str, Any] = {
+            "step": self.step,
+            "tokens": self.step * self.tokens_per_step,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "train_loss": train_loss,
+        }
+        self._loss_sum, self._loss_count = None, 0
+        for cb in self.callbacks:
+            cb.on_checkpoint(self, info)
+
+    # -- exact resume ---------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        import torch
+
+        return {
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "loss_sum": self._loss_sum,
+            "loss_count": self._loss_count,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        import torch
+
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self._loss_sum = state["loss_sum"]
+        self._loss_count = int(state["loss_count"])
+        torch.set_rng_state(state["torch_rng"])
