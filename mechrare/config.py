@@ -154,6 +154,8 @@ class TrainConfig:
     init_std: float = 0.02
     threads: int = 0
     eval_batch_size: int = 512
+    #: torch.compile the training forward (worth it on GPU; see benchmarks/)
+    compile: bool = False
 
     def validate(self, path: str) -> None:
         _require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")

@@ -45,6 +45,13 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.autocast_dtype = autocast_dtype
         self.optimizer, self.scheduler = build_optimizer(model, cfg, device.type)
+        # the compiled wrapper shares parameters with ``model``; saving, eval and
+        # state dicts use the plain module so checkpoint keys stay unprefixed
+        self._forward = model
+        if cfg.compile:
+            import torch
+
+            self._forward = torch.compile(model)
         self.step = 0
         self._loss_sum = None  # tensor on device: no host sync per step
         self._loss_count = 0
@@ -62,7 +69,7 @@ class Trainer:
         labels = torch.as_tensor(batch.labels).to(self.device, non_blocking=True)
         enabled = self.autocast_dtype is not None
         with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
-            loss = self.model(input_ids=ids, labels=labels).loss
+            loss = self._forward(input_ids=ids, labels=labels).loss
         loss.backward()
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)

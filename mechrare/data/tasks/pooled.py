@@ -132,29 +132,52 @@ class ModAdd(PooledTask):
 
 @register_task("facts")
 class Facts(PooledTask):
-    """``<facts:n> KEY VALUE``: n fixed key -> value pairs to memorise. The
-    evaluation set is the facts themselves (recall, not generalisation)."""
+    """``<facts:n> KEY VALUE``: n fixed key -> value pairs to memorise.
+
+    A key is ``key_length`` tokens. With ``key_length = 1`` every key is a token
+    of its own (recall can live in the embedding table); with 2 or more, keys
+    are distinct tuples over a shared alphabet (``facts{n}_k{i}``) of the
+    smallest size that holds n keys, so recall must be stored in the MLPs,
+    whose capacity grows with width. Values (``fval{j}``) are shared by all
+    facts tasks. The evaluation set is the facts themselves (recall, not
+    generalisation)."""
 
     family = "facts"
-    defaults = {"values": 16}
+    defaults = {"values": 16, "key_length": 1}
     split = "all"
 
     def setup_task(self) -> None:
         self.n_values = check_int(self, "values", 2)
-        self.mapping = self.rng.integers(self.n_values, size=self.complexity)
+        self.key_length = check_int(self, "key_length", 1)
+        n, k = self.complexity, self.key_length
+        alphabet = max(2, int(np.ceil(n ** (1 / k))))
+        while alphabet**k < n:
+            alphabet += 1
+        self.alphabet = alphabet if k > 1 else n
+        if k == 1:
+            self.keys = [(i,) for i in range(n)]
+        else:
+            picks = self.rng.choice(self.alphabet**k, size=n, replace=False)
+            self.keys = [tuple(int(x) for x in np.unravel_index(p, (self.alphabet,) * k)) for p in picks]
+        self.mapping = self.rng.integers(self.n_values, size=n)
 
     def tokens(self) -> list[str]:
-        return symbols("fkey", self.complexity) + symbols("fval", self.n_values)
+        return symbols(f"facts{self.complexity}_k", self.alphabet) + symbols("fval", self.n_values)
 
     def targets(self) -> dict[str, int]:
         return {"answer": self.n_values, "key": self.complexity}
 
     @property
     def length(self) -> int:
-        return 3
+        return self.key_length + 2
 
     def build_pool(self) -> list[Example]:
+        prefix = f"facts{self.complexity}_k"
         return [
-            Example((self.marker, f"fkey{k}", f"fval{v}"), 2, {"answer": int(v), "key": k})
-            for k, v in enumerate(self.mapping)
+            Example(
+                (self.marker, *(f"{prefix}{x}" for x in key), f"fval{v}"),
+                self.key_length + 1,
+                {"answer": int(v), "key": i},
+            )
+            for i, (key, v) in enumerate(zip(self.keys, self.mapping))
         ]

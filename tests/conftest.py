@@ -1,0 +1,42 @@
+"""Shared fixtures: offline settings and one tiny trained run per session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import time  # noqa: E402
+
+import pytest  # noqa: E402
+
+from _helpers import small_mixture  # noqa: E402
+from mechrare.config import RunConfig, from_dict, load_config  # noqa: E402
+
+
+@pytest.fixture
+def mixture_cfg():
+    from mechrare.config import MixtureConfig
+
+    return from_dict(MixtureConfig, small_mixture(), "mixture")
+
+
+@pytest.fixture(scope="session")
+def tiny_config() -> RunConfig:
+    return load_config("tiny")[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config):
+    """The `tiny` preset (3 models x 300 steps), trained once per session."""
+    from mechrare.training import train_run
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    t0 = time.perf_counter()
+    run = train_run(tiny_config, out, name="tiny", progress=False)
+    run.train_seconds = time.perf_counter() - t0
+    return run

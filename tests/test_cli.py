@@ -1,0 +1,66 @@
+"""CLI: bad input is one line on stderr, exit 2, nothing written; ls; config."""
+
+import subprocess
+import sys
+
+import pytest
+
+from mechrare.cli import main
+
+
+def run_cli(*args):
+    return main(list(args))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.stepz=5", "train.stepz: unknown key"),
+        ("mixture.tasks.0.frequency=-1", "mixture.tasks[0].frequency: must be > 0"),
+        ("train.steps=0", "train.steps: must be >= 1"),
+        ("mixture.tasks.0.family=nope", "mixture.tasks[0].family: unknown task family 'nope'"),
+        ("ladder.models=[\"d8-l1\", \"enormous\"]", "ladder.models[1]: unknown model size 'enormous'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, override, key):
+    out = tmp_path / "run"
+    code = run_cli("train", "tiny", "--out", str(out), "--set", override, "--no-progress")
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("mechrare: error: ") and key in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_refuses_a_folder_holding_another_config(tiny_run, capsys):
+    before = sorted(p.relative_to(tiny_run.path) for p in tiny_run.path.rglob("*"))
+    code = run_cli("train", "tiny", "--out", str(tiny_run.path), "--set", "train.lr=0.01", "--no-progress")
+    err = capsys.readouterr().err
+    assert code == 2 and "different config (config.train.lr: 0.003 != 0.01)" in err
+    assert sorted(p.relative_to(tiny_run.path) for p in tiny_run.path.rglob("*")) == before
+
+
+def test_rerun_of_a_finished_run_is_a_no_op(tiny_run, capsys):
+    code = run_cli("train", "tiny", "--out", str(tiny_run.path), "--no-progress")
+    assert code == 0
+    assert "done already, skipping" in capsys.readouterr().out
+
+
+def test_ls(tiny_run, capsys):
+    assert run_cli("ls", str(tiny_run.path), "--steps") == 0
+    out = capsys.readouterr().out
+    assert "final held-out accuracy" in out and "d24-l2" in out and "facts:8" in out
+    assert "d8-l1: 0 1 2 4 8 16 32 50 64 100 128 150 200 250 256 300" in out
+    assert run_cli("ls", str(tiny_run.path / "nope")) == 2
+
+
+def test_config_and_presets(capsys):
+    assert run_cli("config", "tiny", "--set", "train.steps=7") == 0
+    assert "steps = 7" in capsys.readouterr().out
+    assert run_cli("presets") == 0
+    assert "quickstart" in capsys.readouterr().out
+
+
+def test_help_is_fast_and_lazy():
+    code = "import sys, mechrare.cli; mechrare.cli.build_parser(); print(sorted(m for m in ('torch', 'transformers', 'sae_lens', 'transformer_lens', 'xarray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
