@@ -48,3 +48,9 @@ class MarkovSource:
         for i in range(v):
             m[i, self.successors[i]] += probs
         return m
+
+    def entropy(self) -> float:
+        """Conditional entropy (nats) of the next word: the background loss floor
+        for every position after a document's first word."""
+        probs = np.diff(np.concatenate([[0.0], self.successor_cdf]))
+        return float(-(probs * np.log(probs)).sum())

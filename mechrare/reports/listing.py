@@ -35,7 +35,8 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
     out = [
         f"run {store.run.path}  ({m['name']}, mechrare {m['mechrare_version']}, seed {m['seed']})",
         f"  {m['batch_size']} x {m['sequence_length']} tokens/step, {m['config']['train']['steps']} steps, "
-        f"vocab {m['vocab_size']}, {len(m['checkpoint_steps'])} scheduled checkpoints",
+        f"vocab {m['vocab_size']}, {len(m['checkpoint_steps'])} scheduled checkpoints, "
+        f"background loss floor {m['background_entropy']:.3f} nats",
         "",
         _table(
             ["task", "share", "placement", "schedule", "eval", "split"],

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from mechrare.data.mixture import Mixture
 
 
@@ -49,8 +47,3 @@ def evaluate(model, mixture: Mixture, device, batch_size: int = 512, autocast_dt
     model.train(was_training)
     return out
 
-
-def background_entropy(mixture: Mixture) -> float:
-    """The background's conditional entropy (nats): the loss floor for words after the first."""
-    probs = np.diff(np.concatenate([[0.0], mixture.background.successor_cdf]))
-    return float(-(probs * np.log(probs)).sum())

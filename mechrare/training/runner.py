@@ -108,6 +108,7 @@ class Plan:
             batch_size=self.config.train.batch_size,
             tokens_per_step=self.tokens_per_step,
             checkpoint_steps=self.schedule,
+            background_entropy=self.mixture.background.entropy(),
             tasks=tasks,
             models=models,
         )

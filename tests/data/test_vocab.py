@@ -28,3 +28,11 @@ def test_background_transitions_match_the_chain():
     sigma = np.sqrt(p * (1 - p) / n)
     assert (np.abs(empirical - p) <= 5 * sigma + 1e-12).all()
     assert np.allclose(src.transition_matrix().sum(1), 1)
+
+
+def test_background_entropy_is_the_floor_of_a_perfect_bigram_model():
+    src = MarkovSource(BackgroundConfig(vocab_size=10, branching=4, zipf=1.0), seed=0)
+    p = src.transition_matrix()
+    seqs = src.sample(np.random.default_rng(1), 500, 40)
+    nll = -np.log(p[seqs[:, :-1], seqs[:, 1:]]).mean()
+    assert abs(nll - src.entropy()) < 0.02

@@ -96,9 +96,6 @@ class Task(ABC):
     def eval_examples(self, n: int) -> list[Example]:
         """The fixed held-out evaluation set (at most ``n`` instances)."""
 
-    def describe(self) -> str:
-        return self.name
-
 
 def symbols(prefix: str, n: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(n)]
