@@ -64,3 +64,9 @@ def test_help_is_fast_and_lazy():
     code = "import sys, mechrare.cli; mechrare.cli.build_parser(); print(sorted(m for m in ('torch', 'transformers', 'sae_lens', 'transformer_lens', 'xarray') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_run_trains_then_lists(tiny_run, capsys):
+    assert run_cli("run", "tiny", "--out", str(tiny_run.path), "--no-progress") == 0
+    out = capsys.readouterr().out
+    assert "done already, skipping" in out and "final held-out accuracy" in out
