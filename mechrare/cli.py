@@ -48,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run (resumable)")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--only", help="comma-separated analyses [all]: " + "probes")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="analysis setting, e.g. --set probes.probe=ridge --set probes.params.C=0.5",
+    )
+    p.add_argument("--models", help="comma-separated models [all]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_analyze)
+
     p = sub.add_parser("run", help="every stage on a config (today: train; analyses land later) [quickstart]")
     _add_config_args(p, optional=True)
     p.set_defaults(func=cmd_run)
@@ -81,6 +96,28 @@ def cmd_train(args) -> int:
     Plan(config)  # validate everything before touching the disk
     run = train_run(config, out, name=name, progress=not args.no_progress, echo=print)
     print(f"trained: {run.path}  (inspect with `mechrare ls {run.path}`)")
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from mechrare.analyses import ANALYSES
+    from mechrare.checkpoints.run import RunFolder
+    from mechrare.config import apply_overrides, from_dict
+    from mechrare.errors import ConfigError
+
+    RunFolder(args.run).read_manifest()  # a clear error for a missing or foreign folder
+    names = args.only.split(",") if args.only else ANALYSES.names()
+    settings: dict = {}
+    apply_overrides(settings, args.overrides)
+    unknown = sorted(set(settings) - set(names))
+    if unknown:
+        raise ConfigError(f"--set {unknown[0]}.*: not an analysis being run ({', '.join(names)})")
+    models = args.models.split(",") if args.models else None
+    for name in names:
+        analysis = ANALYSES.get(name.strip())
+        cfg = from_dict(analysis.config_class, settings.get(name, {}), name)
+        analysis.run(args.run, cfg, models=models, progress=not args.no_progress)
+        print(f"{name}: wrote {RunFolder(args.run).analysis_path(name)}")
     return 0
 
 

@@ -69,7 +69,7 @@ def test_metrics_nc_matches_the_checkpoint_records(tiny_run):
     ds = open_dataset(tiny_run.metrics_path)
     store = CheckpointStore(tiny_run.path)
     assert list(ds.model.values) == store.models()
-    assert list(ds.task.values) == ["facts:8", "compare:4"]
+    assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2"]
     assert ds.loss.dims == ("model", "step", "task") and ds.train_loss.dims == ("model", "step")
     assert int(ds.tokens.sel(step=300)) == 300 * 256
     assert list(ds.n_params.values) == [store.manifest["models"][m]["n_params"] for m in store.models()]

@@ -1,0 +1,89 @@
+"""Built-in linear probes on the batched torch solvers, with scikit-learn's contract."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from mechrare.probes.base import PROBES, Probe, register_probe
+from mechrare.probes.solvers import fit_logistic_many, fit_ridge_many
+
+
+class _TorchLinearProbe(Probe):
+    """Shared fit/predict for probes whose weights come from a batched solver."""
+
+    def _solve(self, X, y):
+        raise NotImplementedError
+
+    def fit(self, X, y):
+        import torch
+
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class")
+        device = torch.device(self.device)
+        models = self._solve(torch.tensor(X, device=device)[None], torch.tensor(encoded, device=device)[None])
+        self.coef_ = models.W[0].T.double().cpu().numpy()
+        self.intercept_ = models.b[0].double().cpu().numpy()
+        self.n_iter_ = np.array([max(1, models.n_iter)])
+        return self
+
+    def _scores(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return X @ self.coef_.T + self.intercept_
+
+    def decision_function(self, X):
+        scores = self._scores(X)
+        return scores[:, 1] - scores[:, 0] if scores.shape[1] == 2 else scores
+
+    def predict(self, X):
+        scores = self._scores(X)
+        return self.classes_[scores.argmax(1)]
+
+
+@register_probe("logistic")
+class LogisticProbe(_TorchLinearProbe):
+    """Multinomial logistic regression (L-BFGS in torch; float64 on CPU).
+
+    Same objective as scikit-learn's ``LogisticRegression(C=C)``."""
+
+    def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = 1e-8, device: str = "cpu"):
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+
+    def _solve(self, X, y):
+        return fit_logistic_many(X, y, C=self.C, max_iter=self.max_iter, tol=self.tol)
+
+    def predict_proba(self, X):
+        scores = self._scores(X)
+        scores = scores - scores.max(1, keepdims=True)
+        p = np.exp(scores)
+        return p / p.sum(1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        return np.log(self.predict_proba(X))
+
+
+@register_probe("ridge")
+class RidgeProbe(_TorchLinearProbe):
+    """One-hot ridge regression classifier (closed form in torch), as
+    scikit-learn's ``RidgeClassifier(alpha=alpha)``."""
+
+    def __init__(self, alpha: float = 1.0, device: str = "cpu"):
+        self.alpha = alpha
+        self.device = device
+
+    def _solve(self, X, y):
+        return fit_ridge_many(X, y, alpha=self.alpha)
+
+
+# Any scikit-learn classifier works as a probe as it is; this one is registered
+# by name so configs can ask for it.
+PROBES.add("sklearn-logistic", LogisticRegression)
