@@ -15,6 +15,10 @@ from mechrare.errors import MechrareError
 EXIT_USAGE = 2
 
 
+def _add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=f"override a setting, e.g. {example}")
+
+
 def _add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None:
     p.add_argument(
         "config",
@@ -23,14 +27,7 @@ def _add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None
         help="a preset name (see `mechrare presets`) or a TOML config file" + (" [quickstart]" if optional else ""),
     )
     p.add_argument("--out", help="run folder to write [runs/<config name>]")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. --set train.steps=100 --set mixture.tasks.0.frequency=0.5",
-    )
+    _add_set_arg(p, "--set train.steps=100 --set mixture.tasks.0.frequency=0.5")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -51,19 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run (resumable)")
     p.add_argument("run", help="run folder")
     p.add_argument("--only", help="comma-separated analyses [all]: " + "probes")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="analysis setting, e.g. --set probes.probe=ridge --set probes.params.C=0.5",
-    )
+    _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("run", help="every stage on a config (today: train; analyses land later) [quickstart]")
+    p = sub.add_parser("run", help="train, then every analysis, then ls [quickstart]")
     _add_config_args(p, optional=True)
     p.set_defaults(func=cmd_run)
 
@@ -122,11 +112,10 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_run(args) -> int:
-    code = cmd_train(args)
-    if code == 0:
-        _, _, out = _load(args)
-        cmd_ls(argparse.Namespace(run=str(out), steps=False))
-    return code
+    cmd_train(args)
+    _, _, out = _load(args)
+    cmd_analyze(argparse.Namespace(run=str(out), only=None, overrides=[], models=None, no_progress=args.no_progress))
+    return cmd_ls(argparse.Namespace(run=str(out), steps=False))
 
 
 def cmd_ls(args) -> int:

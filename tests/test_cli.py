@@ -70,3 +70,4 @@ def test_run_trains_then_lists(tiny_run, capsys):
     assert run_cli("run", "tiny", "--out", str(tiny_run.path), "--no-progress") == 0
     out = capsys.readouterr().out
     assert "done already, skipping" in out and "final held-out accuracy" in out
+    assert "probes: wrote" in out and "analyses: probes" in out

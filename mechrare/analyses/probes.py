@@ -54,11 +54,12 @@ class ProbesConfig:
             raise ConfigError(f"{path}.examples_per_task: must be >= 4, got {self.examples_per_task}")
 
 
-def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool):
+def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool, targets: list[int] | None = None):
     """Stack every (layer, target, real|control) problem into padded arrays."""
-    specs = [(l, t, kind) for l in range(len(acts)) for t in range(len(data.targets)) for kind in (0, 1)]
-    n = max(len(t.rows) for t in data.targets)
-    k = max(t.n_classes for t in data.targets)
+    targets = list(range(len(data.targets))) if targets is None else targets
+    specs = [(l, t, kind) for l in range(len(acts)) for t in targets for kind in (0, 1)]
+    n = max(len(data.targets[t].rows) for t in targets)
+    k = max(data.targets[t].n_classes for t in targets)
     d = acts[0].shape[1]
     X = np.zeros((len(specs), n, d), dtype=np.float32)
     y = np.zeros((len(specs), n), dtype=np.int64)
@@ -79,27 +80,39 @@ def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool)
     return specs, X, y, train, test, mask
 
 
-def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, device) -> dict[str, np.ndarray]:
-    """Scores [layer, target] for one checkpoint: probe, control and train accuracy."""
+def _class_groups(data: ProbeData) -> list[list[int]]:
+    """Targets grouped by class count, so that no problem is padded to another's classes."""
+    groups: dict[int, list[int]] = {}
+    for t, tgt in enumerate(data.targets):
+        groups.setdefault(tgt.n_classes, []).append(t)
+    return list(groups.values())
+
+
+def _fit_batched(data: ProbeData, acts, cfg: ProbesConfig, device, targets: list[int], out: dict) -> None:
     import torch
 
+    specs, X, y, train, test, mask = _padded_problems(data, acts, cfg.standardize, targets)
+    budget = max(1, int(4e8 // max(1, X.shape[1] * X.shape[2] * 4)))  # ~400 MB of features per call
+    for lo in range(0, len(specs), budget):
+        sl = slice(lo, lo + budget)
+        Xt = torch.as_tensor(X[sl], device=device)
+        yt = torch.as_tensor(y[sl], device=device)
+        w = torch.as_tensor(train[sl], device=device)
+        models = SOLVERS[cfg.probe](Xt, yt, w=w, class_mask=torch.as_tensor(mask[sl], device=device), **cfg.params)
+        correct = (models.predict(Xt) == yt).cpu().numpy()
+        for j, (l, t, kind) in enumerate(specs[sl]):
+            out["control_score" if kind else "probe_score"][l, t] = correct[j][test[lo + j]].mean()
+            if not kind:
+                out["train_score"][l, t] = correct[j][train[lo + j]].mean()
+
+
+def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, device) -> dict[str, np.ndarray]:
+    """Scores [layer, target] for one checkpoint: probe, control and train accuracy."""
     shape = (len(acts), len(data.targets))
     out = {k: np.full(shape, np.nan) for k in ("probe_score", "control_score", "train_score")}
     if cfg.probe in SOLVERS:
-        specs, X, y, train, test, mask = _padded_problems(data, acts, cfg.standardize)
-        budget = max(1, int(4e8 // max(1, X.shape[1] * X.shape[2] * 4)))
-        for lo in range(0, len(specs), budget):
-            sl = slice(lo, lo + budget)
-            Xt = torch.as_tensor(X[sl], device=device)
-            yt = torch.as_tensor(y[sl], device=device)
-            w = torch.as_tensor(train[sl], device=device)
-            models = SOLVERS[cfg.probe](Xt, yt, w=w, class_mask=torch.as_tensor(mask[sl], device=device), **cfg.params)
-            correct = (models.predict(Xt) == yt).cpu().numpy()
-            for j, (l, t, kind) in enumerate(specs[sl]):
-                test_acc = correct[j][test[lo + j]].mean()
-                out["control_score" if kind else "probe_score"][l, t] = test_acc
-                if not kind:
-                    out["train_score"][l, t] = correct[j][train[lo + j]].mean()
+        for group in _class_groups(data):
+            _fit_batched(data, acts, cfg, device, group, out)
         return out
     from sklearn.base import clone
 
@@ -111,8 +124,7 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
                 x = (x - x[tgt.train].mean(0)) / (x[tgt.train].std(0) + 1e-6)
             for kind, labels in ((0, tgt.labels), (1, tgt.control)):
                 est = clone(template).fit(x[tgt.train], labels[tgt.train])
-                score = est.score(x[~tgt.train], labels[~tgt.train])
-                out["control_score" if kind else "probe_score"][l, t] = score
+                out["control_score" if kind else "probe_score"][l, t] = est.score(x[~tgt.train], labels[~tgt.train])
                 if not kind:
                     out["train_score"][l, t] = est.score(x[tgt.train], labels[tgt.train])
     return out

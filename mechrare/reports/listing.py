@@ -61,6 +61,8 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
     out += [_table(["model", "params", "status", "checkpoints", "last"], rows), ""]
     header, acc_rows = final_accuracy_rows(store)
     out += ["final held-out accuracy:", _table(header, acc_rows)]
+    done = sorted(p.stem for p in (store.run.path / "analyses").glob("*.nc"))
+    out += ["", f"analyses: {', '.join(done) if done else 'none yet (mechrare analyze ' + str(store.run.path) + ')'}"]
     if list_steps:
         out += [""] + [f"{name}: {' '.join(map(str, store.steps(name)))}" for name in m["models"]]
     return "\n".join(out)
