@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run (resumable)")
     p.add_argument("run", help="run folder")
-    p.add_argument("--only", help="comma-separated analyses [all]: " + "probes")
+    p.add_argument("--only", help="comma-separated analyses [all]: probes, sae")
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1,0 +1,63 @@
+"""analyses/sae.nc on the tiny run: contract, sae-lens format, resume, bad settings."""
+
+import os
+
+import numpy as np
+import pytest
+
+from mechrare.analyses.sae import SAEConfig, _settings_dir, chosen_steps, run_sae
+from mechrare.analyses.sae_training import task_specificity
+from mechrare.checkpoints import CheckpointStore, open_dataset
+from mechrare.cli import main
+from mechrare.errors import ConfigError
+
+MODEL = "d16-l2"
+CFG = SAEConfig(train_steps=150, max_checkpoints=3, sequences=512, expansion=2)
+
+
+@pytest.fixture(scope="module")
+def sae_ds(tiny_run):
+    return run_sae(tiny_run.path, CFG, models=[MODEL], progress=False)
+
+
+def test_contract(sae_ds, tiny_run):
+    ds = sae_ds
+    assert list(ds.step.values) == [0, 64, 300] and list(ds.layer.values) == [2]
+    assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2"]
+    for name in ("explained_variance", "l0", "dead_fraction", "n_alive"):
+        assert ds[name].dims == ("model", "step", "layer")
+    assert ds.n_task_features.dims == ("model", "step", "layer", "task")
+    assert float(ds.explained_variance.sel(step=300).max()) > 0.8
+    assert np.allclose(ds.l0, CFG.k)  # TopK
+    assert np.isnan(ds.feature_retention.sel(step=300)).all()  # no later step to survive to
+    assert np.isnan(ds.n_born.sel(step=0)).all()
+    assert open_dataset(tiny_run.path / "analyses" / "sae.nc").equals(ds)
+
+
+def test_saved_in_sae_lens_format_and_counts_follow_from_the_stats(sae_ds, tiny_run):
+    from sae_lens import SAE
+
+    folder = _settings_dir(CheckpointStore(tiny_run.path), CFG) / MODEL / "layer_2" / "step_300"
+    sae = SAE.load_from_disk(str(folder / "sae"))
+    assert sae.cfg.d_in == 16 and sae.cfg.d_sae == 32
+    stats = np.load(folder / "stats.npz")
+    spec = task_specificity(stats["mass"])
+    expected = ((spec >= CFG.specificity) & stats["alive"][:, None])[:, :3].sum(0)
+    assert list(sae_ds.n_task_features.sel(model=MODEL, step=300, layer=2).values) == list(expected)
+    assert np.allclose(np.nansum(spec, 1)[stats["alive"]], 1.0)
+
+
+def test_resumes(sae_ds, tiny_run):
+    base = _settings_dir(CheckpointStore(tiny_run.path), CFG) / MODEL / "layer_2"
+    before = {p.name: os.stat(p / "stats.npz").st_mtime_ns for p in base.iterdir()}
+    again = run_sae(tiny_run.path, CFG, models=[MODEL], progress=False)
+    assert {p.name: os.stat(p / "stats.npz").st_mtime_ns for p in base.iterdir()} == before
+    assert again.equals(sae_ds)
+
+
+def test_settings_and_cli_errors(tiny_run, capsys):
+    assert chosen_steps([0, 1, 2, 4, 8, 100], SAEConfig(max_checkpoints=3)) == [0, 2, 100]
+    with pytest.raises(ConfigError, match="sae.steps: no checkpoint at step 7"):
+        chosen_steps([0, 1, 2], SAEConfig(steps=[7]))
+    assert main(["analyze", str(tiny_run.path), "--only", "sae", "--set", "sae.architecture=vq"]) == 2
+    assert "sae.architecture: must be one of topk, standard, jumprelu, batchtopk" in capsys.readouterr().err
