@@ -22,7 +22,7 @@ from mechrare.activations import mlp_hooks, resid_hooks
 from mechrare.analyses.common import analysis_attrs, resolve_torch_device, run_mixture
 from mechrare.analyses.registry import ANALYSES, Analysis
 from mechrare.checkpoints.atomic import atomic_file
-from mechrare.checkpoints.metrics import write_dataset
+from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
 from mechrare.probes.base import PROBES, get_probe
@@ -179,7 +179,6 @@ def assemble(store: CheckpointStore, data: ProbeData, cfg: ProbesConfig, parts, 
         for key in arrays:
             arrays[key][mi, si, : scores[key].shape[0]] = scores[key]
     dims = ("model", "step", "layer", "target")
-    per_step = store.manifest["tokens_per_step"]
     ds = xr.Dataset(
         {
             "probe_score": (dims, arrays["probe_score"], {"long_name": "held-out probe accuracy"}),
@@ -188,10 +187,7 @@ def assemble(store: CheckpointStore, data: ProbeData, cfg: ProbesConfig, parts, 
             "train_score": (dims, arrays["train_score"], {"long_name": "probe accuracy on its training split"}),
         },
         coords={
-            "model": models,
-            "n_params": ("model", [store.manifest["models"][m]["n_params"] for m in models]),
-            "step": steps,
-            "tokens": ("step", np.array(steps, dtype=np.int64) * per_step),
+            **model_step_coords(store.manifest, models, steps),
             "layer": np.arange(n_layers),
             "target": names,
             "target_task": ("target", [t.task for t in data.targets]),

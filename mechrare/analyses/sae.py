@@ -39,7 +39,7 @@ from mechrare.analyses.sae_training import (
     train_sae,
 )
 from mechrare.checkpoints.atomic import atomic_dir
-from mechrare.checkpoints.metrics import write_dataset
+from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
 
@@ -212,10 +212,7 @@ def assemble(store: CheckpointStore, tasks: list[str], jobs, cfg: SAEConfig):
     ds = xr.Dataset(
         data_vars,
         coords={
-            "model": models,
-            "n_params": ("model", [manifest["models"][m]["n_params"] for m in models]),
-            "step": steps,
-            "tokens": ("step", np.array(steps, dtype=np.int64) * manifest["tokens_per_step"]),
+            **model_step_coords(manifest, models, steps),
             "layer": depths,
             "task": tasks,
             "frequency": ("task", [task_rows[t]["share"] for t in tasks]),

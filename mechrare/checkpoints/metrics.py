@@ -15,6 +15,16 @@ from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.checkpoints.store import CheckpointStore
 
 
+def model_step_coords(manifest: dict, models: list[str], steps: list[int]) -> dict:
+    """The coordinates every run-level Dataset shares: model (+ n_params), step (+ tokens)."""
+    return {
+        "model": models,
+        "n_params": ("model", [manifest["models"][m]["n_params"] for m in models]),
+        "step": steps,
+        "tokens": ("step", np.array(steps, dtype=np.int64) * manifest["tokens_per_step"]),
+    }
+
+
 def build_metrics(run: str | Path | RunFolder):
     import xarray as xr
 
@@ -41,10 +51,7 @@ def build_metrics(run: str | Path | RunFolder):
             train_loss[mi, si] = _nan(info.get("train_loss"))
             bg_loss[mi, si] = _nan(info.get("background_loss"))
     coords = {
-        "model": models,
-        "n_params": ("model", [manifest["models"][m]["n_params"] for m in models]),
-        "step": steps,
-        "tokens": ("step", np.array(steps, dtype=np.int64) * manifest["tokens_per_step"]),
+        **model_step_coords(manifest, models, steps),
         "task": task_names,
         "frequency": ("task", [t["share"] for t in tasks]),
         "complexity": ("task", [t["complexity"] for t in tasks]),
