@@ -79,13 +79,18 @@ def _load(args):
     return name, config, out
 
 
-def cmd_train(args) -> int:
-    from mechrare.training.runner import Plan, train_run
+def _train(args):
+    """Train; returns the run folder. (train_run validates everything before touching the disk.)"""
+    from mechrare.training.runner import train_run
 
     name, config, out = _load(args)
-    Plan(config)  # validate everything before touching the disk
     run = train_run(config, out, name=name, progress=not args.no_progress, echo=print)
     print(f"trained: {run.path}  (inspect with `mechrare ls {run.path}`)")
+    return run.path
+
+
+def cmd_train(args) -> int:
+    _train(args)
     return 0
 
 
@@ -112,8 +117,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_run(args) -> int:
-    cmd_train(args)
-    _, _, out = _load(args)
+    out = _train(args)
     cmd_analyze(argparse.Namespace(run=str(out), only=None, overrides=[], models=None, no_progress=args.no_progress))
     return cmd_ls(argparse.Namespace(run=str(out), steps=False))
 

@@ -54,6 +54,11 @@ class ProbesConfig:
             raise ConfigError(f"{path}.examples_per_task: must be >= 4, got {self.examples_per_task}")
 
 
+def _standardize(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """z-score features with the training split's statistics."""
+    return (x - x[train].mean(0)) / (x[train].std(0) + 1e-6)
+
+
 def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool, targets: list[int] | None = None):
     """Stack every (layer, target, real|control) problem into padded arrays."""
     targets = list(range(len(data.targets))) if targets is None else targets
@@ -71,8 +76,7 @@ def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool,
         m = len(tgt.rows)
         x = acts[l][tgt.rows]
         if standardize:
-            mu, sd = x[tgt.train].mean(0), x[tgt.train].std(0) + 1e-6
-            x = (x - mu) / sd
+            x = _standardize(x, tgt.train)
         labels = tgt.control if kind else tgt.labels
         X[p, :m], y[p, :m] = x, labels
         train[p, :m], test[p, :m] = tgt.train, ~tgt.train
@@ -121,7 +125,7 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
         for t, tgt in enumerate(data.targets):
             x = x_all[tgt.rows]
             if cfg.standardize:
-                x = (x - x[tgt.train].mean(0)) / (x[tgt.train].std(0) + 1e-6)
+                x = _standardize(x, tgt.train)
             for kind, labels in ((0, tgt.labels), (1, tgt.control)):
                 est = clone(template).fit(x[tgt.train], labels[tgt.train])
                 out["control_score" if kind else "probe_score"][l, t] = est.score(x[~tgt.train], labels[~tgt.train])

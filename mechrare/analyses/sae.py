@@ -75,6 +75,20 @@ class SAEConfig:
             if not 0 < getattr(self, key) <= 1:
                 raise ConfigError(f"{path}.{key}: must be in (0, 1], got {getattr(self, key)}")
 
+    def train_spec(self, d_in: int) -> SAETrainSpec:
+        """What one SAE of these settings trains with, on activations of width ``d_in``."""
+        return SAETrainSpec(
+            architecture=self.architecture,
+            d_sae=self.expansion * d_in,
+            k=self.k,
+            l1_coefficient=self.l1_coefficient,
+            l0_coefficient=self.l0_coefficient,
+            steps=self.train_steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+        )
+
 
 def chosen_steps(available: list[int], cfg: SAEConfig) -> list[int]:
     if cfg.steps:
@@ -121,10 +135,7 @@ def train_checkpoint(store, mixture, model: str, step: int, depth: int, cfg: SAE
     hook = resid_hooks(bridge.cfg.n_layers)[depth]
     acts, token_task = activation_buffer(bridge, mixture, hook, cfg)
     buffer = torch.as_tensor(acts, device=device)
-    spec = SAETrainSpec(
-        cfg.architecture, cfg.expansion * acts.shape[1], cfg.k, cfg.l1_coefficient, cfg.l0_coefficient,
-        cfg.train_steps, cfg.batch_size, cfg.lr, cfg.seed,
-    )
+    spec = cfg.train_spec(acts.shape[1])
     sae = train_sae(buffer_batches(buffer, cfg.batch_size, cfg.seed), acts.shape[1], spec, str(device), autocast=device.type == "cuda")
     stats = score_sae(sae, acts, token_task, len(mixture.tasks))
     with atomic_dir(folder) as tmp:
