@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run (resumable)")
     p.add_argument("run", help="run folder")
-    p.add_argument("--only", help="comma-separated analyses [all]: probes, sae")
+    p.add_argument("--only", help="comma-separated analyses [all]: probes, sae, neurons, interference, retention")
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -95,13 +95,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_analyze(args) -> int:
-    from mechrare.analyses import ANALYSES
+    from mechrare.analyses import ANALYSES, ordered
     from mechrare.checkpoints.run import RunFolder
     from mechrare.config import apply_overrides, from_dict
     from mechrare.errors import ConfigError
 
     RunFolder(args.run).read_manifest()  # a clear error for a missing or foreign folder
-    names = args.only.split(",") if args.only else ANALYSES.names()
+    names = [n.strip() for n in args.only.split(",")] if args.only else ANALYSES.names()
+    for name in names:
+        ANALYSES.get(name)  # a clear error for an unknown name, before any work
+    names = ordered(names)
     settings: dict = {}
     apply_overrides(settings, args.overrides)
     unknown = sorted(set(settings) - set(names))
@@ -109,7 +112,7 @@ def cmd_analyze(args) -> int:
         raise ConfigError(f"--set {unknown[0]}.*: not an analysis being run ({', '.join(names)})")
     models = args.models.split(",") if args.models else None
     for name in names:
-        analysis = ANALYSES.get(name.strip())
+        analysis = ANALYSES.get(name)
         cfg = from_dict(analysis.config_class, settings.get(name, {}), name)
         analysis.run(args.run, cfg, models=models, progress=not args.no_progress)
         print(f"{name}: wrote {RunFolder(args.run).analysis_path(name)}")

@@ -30,3 +30,31 @@ def analysis_attrs(store: CheckpointStore, analysis: str, config: dict, **extra)
         "analysis_config": json.dumps(config, sort_keys=True),
         **extra,
     }
+
+
+def parts_dir(store: CheckpointStore, analysis: str, config: dict, ignore: tuple[str, ...] = ("device",)):
+    """Where an analysis keeps one finished file per checkpoint, keyed by its settings,
+    so that a rerun with the same settings resumes and other settings start afresh."""
+    import hashlib
+
+    key = json.dumps({k: v for k, v in config.items() if k not in ignore}, sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    return store.run.path / "analyses" / f"{analysis}.parts" / digest
+
+
+def save_part(path, arrays: dict) -> None:
+    """Write one checkpoint's arrays (npz) atomically."""
+    import numpy as np
+
+    from mechrare.checkpoints.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_part(path) -> dict:
+    import numpy as np
+
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

@@ -11,7 +11,6 @@ Each checkpoint's result is written as it finishes, so a rerun resumes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,9 +18,8 @@ from typing import Any
 import numpy as np
 
 from mechrare.activations import mlp_hooks, resid_hooks
-from mechrare.analyses.common import analysis_attrs, resolve_torch_device, run_mixture
+from mechrare.analyses.common import analysis_attrs, parts_dir, resolve_torch_device, run_mixture, save_part
 from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.atomic import atomic_file
 from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
@@ -135,9 +133,7 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
 
 
 def _parts_dir(store: CheckpointStore, cfg: ProbesConfig):
-    key = json.dumps({k: v for k, v in asdict(cfg).items() if k != "device"}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return store.run.path / "analyses" / "probes.parts" / digest
+    return parts_dir(store, "probes", asdict(cfg))
 
 
 def run_probes(run, cfg: ProbesConfig | None = None, models: list[str] | None = None, progress: bool = True):
@@ -160,9 +156,7 @@ def run_probes(run, cfg: ProbesConfig | None = None, models: list[str] | None = 
         hooks = SITES[cfg.site](bridge.cfg.n_layers)
         acts = get_activations(bridge, data.ids, hooks, positions=data.positions)
         scores = fit_checkpoint(data, [acts[h] for h in hooks], cfg, device)
-        with atomic_file(parts / ckpt.model / f"step_{ckpt.step}.npz") as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **scores)
+        save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", scores)
         del bridge
     ds = assemble(store, data, cfg, parts, models)
     write_dataset(ds, store.run.analysis_path("probes"))

@@ -1,0 +1,152 @@
+"""Gradient plumbing shared by the interference analysis: losses, per-task and
+per-component gradients, grouped inner products and the update attribution.
+
+A *gradient* here is a list of tensors, one per trainable parameter, in
+``model.named_parameters()`` order. Inner products are reduced per parameter
+*group* (``embed``, ``layer0`` ... ``layer{L-1}``, ``head``) so that one pass
+gives both the all-parameter and the per-layer numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mechrare.data.mixture import EvalSet, Mixture
+
+_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+
+
+@dataclass
+class ParamGroups:
+    names: list[str]  # parameter names, in order
+    groups: list[str]  # group labels: embed, layer0.., head
+    index: list[int]  # group index per parameter
+
+    @classmethod
+    def of(cls, model) -> "ParamGroups":
+        names = [n for n, p in model.named_parameters() if p.requires_grad]
+        n_layers = model.config.num_hidden_layers
+        groups = ["embed"] + [f"layer{l}" for l in range(n_layers)] + ["head"]
+        index = []
+        for name in names:
+            m = _LAYER.search(name)
+            if m:
+                index.append(1 + int(m.group(1)))
+            elif "embed_tokens" in name:
+                index.append(0)
+            else:  # final norm, lm_head
+                index.append(len(groups) - 1)
+        return cls(names, groups, index)
+
+    def params(self, model) -> list:
+        named = dict(model.named_parameters())
+        return [named[n] for n in self.names]
+
+
+def group_dots(a: list, b: list, groups: ParamGroups, weight: list | None = None) -> np.ndarray:
+    """Per-group inner products sum_c a_c (w_c) b_c, as float64 [n_groups]."""
+    import torch
+
+    out = torch.zeros(len(groups.groups), dtype=torch.float64)
+    for k, (x, y) in enumerate(zip(a, b)):
+        prod = x * y if weight is None else x * weight[k] * y
+        out[groups.index[k]] += prod.sum(dtype=torch.float64).cpu()
+    return out.numpy()
+
+
+# -- losses ------------------------------------------------------------------------
+def answer_loss_sum(model, ids, es: EvalSet):
+    """Summed cross-entropy over the answer tokens of ``ids`` (rows of ``es``'s shape)."""
+    import torch.nn.functional as F
+
+    sl = es.answer_slice
+    logits = model(input_ids=ids).logits[:, sl].float()
+    targets = ids[:, sl.start + 1 : sl.stop + 1]
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="sum"), targets.numel()
+
+
+def next_token_loss_sum(model, ids):
+    import torch.nn.functional as F
+
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    return F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="sum"), ids[:, 1:].numel()
+
+
+def reference_gradient(model, params: list, loss_chunks) -> tuple[list, float]:
+    """Gradient of the mean loss over all chunks (``loss_chunks`` yields (sum, count))
+    and that mean loss; accumulates chunk by chunk so that any set size fits."""
+    import torch
+
+    grads = [torch.zeros_like(p) for p in params]
+    total, count = 0.0, 0
+    for loss_sum, n in loss_chunks:
+        for g, d in zip(grads, torch.autograd.grad(loss_sum, params)):
+            g += d
+        total += float(loss_sum.detach())
+        count += n
+    for g in grads:
+        g /= max(count, 1)
+    return grads, total / max(count, 1)
+
+
+def task_loss_chunks(model, mixture: Mixture, task: int | None, device, batch_size: int):
+    """(loss sum, count) chunks over a task's eval set, or the background eval docs for None."""
+    import torch
+
+    if task is None:
+        data = torch.as_tensor(mixture.background_eval(), device=device)
+        for i in range(0, len(data), batch_size):
+            yield next_token_loss_sum(model, data[i : i + batch_size])
+        return
+    es = mixture.eval_sets[task]
+    data = torch.as_tensor(es.input_ids, device=device)
+    for i in range(0, len(data), batch_size):
+        yield answer_loss_sum(model, data[i : i + batch_size], es)
+
+
+def component_losses(model, batch, n_tasks: int, device) -> list:
+    """The training loss of ``batch`` split by the token it predicts: entry k < n_tasks
+    sums the loss on task k's tokens, entry n_tasks the rest (background); each is
+    divided by the batch's token count, so that the entries add up to the training loss."""
+    import torch
+    import torch.nn.functional as F
+
+    ids = torch.as_tensor(batch.input_ids, device=device)
+    labels = torch.as_tensor(batch.labels, device=device)[:, 1:]
+    logits = model(input_ids=ids).logits[:, :-1].float()
+    valid = labels != -100
+    tok = F.cross_entropy(logits.transpose(1, 2), labels.clamp_min(0), reduction="none") * valid
+    owner = torch.as_tensor(np.where(batch.task_mask[:, 1:], batch.task[:, None], -1), device=device)
+    n = valid.sum().clamp_min(1)
+    out = [(tok * (owner == k)).sum() / n for k in range(n_tasks)]
+    out.append((tok * (owner == -1)).sum() / n)
+    return out
+
+
+# -- update attribution ----------------------------------------------------------------
+def attribution_weights(delta: list, mixture_grad: list, rel_eps: float = 1e-3) -> list:
+    """w_c = delta_c * gbar_c / (gbar_c^2 + eps^2), eps = rel_eps * rms(gbar) per tensor.
+
+    With per-component gradients h_j summing to the mixture gradient gbar, the update
+    piece owed to component j is delta_j = w * h_j (coordinate-wise share of the mixture
+    gradient); sum_j delta_j = delta wherever |gbar_c| >> eps. Exact for SGD (delta =
+    -lr * gbar) and for any optimizer whose step is coordinate-wise linear in the gradient
+    with a shared scale (Adam's preconditioner, to first order)."""
+    out = []
+    for d, g in zip(delta, mixture_grad):
+        eps2 = (rel_eps**2) * float((g.double() ** 2).mean()) + 1e-30
+        out.append(d * g / (g * g + eps2))
+    return out
+
+
+def loss_change_matrix(task_grads: list[list], comp_grads: list[list], weights: list, groups: ParamGroups) -> np.ndarray:
+    """[task, component] first-order change of each task's loss from each component's
+    share of the update: sum_c g_task,c * w_c * h_comp,c (summed over all groups)."""
+    out = np.zeros((len(task_grads), len(comp_grads)))
+    for i, g in enumerate(task_grads):
+        for j, h in enumerate(comp_grads):
+            out[i, j] = group_dots(g, h, groups, weights).sum()
+    return out

@@ -1,0 +1,303 @@
+"""Which task claims which MLP neuron, and when: analyses/neurons.nc.
+
+**Attribution.** For each MLP neuron n (``blocks.{l}.mlp.hook_post``, read and
+differentiated through a transformer_lens ``TransformerBridge``) and each task,
+the attribution-patching estimate of what zeroing the neuron does to the task:
+
+    allocation[n, task] = mean over the task's eval instances of
+                          | sum over positions of a_n * d m / d a_n |
+
+where m is the answer's *logit margin* (logit of the correct answer token minus
+the mean logit), summed over the answer tokens. The first-order effect of
+zeroing n is -a_n dm/da_n; the margin (not the loss) is used because its
+gradient does not vanish once a task is learned, so a learned task keeps the
+neurons it uses. ``background`` is attributed the same way on held-out
+background documents (every next-token prediction).
+
+**Ownership.** Per (layer, task) the allocation is normalised into shares of
+the task's total over the layer's neurons. A neuron's ``owner`` is the task with
+the largest share if that share is >= ``min_share`` x uniform (1 / n_neurons)
+and >= ``selectivity`` x the next task's share; otherwise -1 (unowned).
+``n_claimed`` counts owned neurons per (layer, task); ``claim_step(model, task)``
+is the first step at which the task owns >= ``claim_neurons`` neurons (all
+layers) and keeps that many for the next ``claim_stable`` checkpoints.
+``turnover(step, from_task, to_task)`` counts neurons whose owner changed since
+the previous checkpoint, and ``rare_to_common`` those that moved to a task with
+a larger mixture share. ``ablation_loss_increase`` (below) checks that owned
+neurons matter: zeroing them raises the owner's loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mechrare.activations import mlp_hooks
+from mechrare.analyses.common import analysis_attrs, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
+from mechrare.analyses.registry import ANALYSES, Analysis
+from mechrare.checkpoints.metrics import model_step_coords, write_dataset
+from mechrare.checkpoints.store import CheckpointStore
+from mechrare.errors import ConfigError
+
+BACKGROUND = "background"
+
+
+@dataclass
+class NeuronsConfig:
+    min_share: float = 2.0
+    selectivity: float = 2.0
+    claim_neurons: int = 3
+    claim_stable: int = 2
+    measure: str = "logit_diff"
+    floor: float = 1.0  # x the largest allocation any neuron has for the task at initialisation
+    batch_size: int = 256
+    device: str = "auto"
+
+    def validate(self, path: str) -> None:
+        if self.measure not in MEASURES:
+            raise ConfigError(f"{path}.measure: must be one of {', '.join(MEASURES)}, got {self.measure!r}")
+        if self.min_share <= 0 or self.selectivity < 1:
+            raise ConfigError(f"{path}: min_share must be > 0 and selectivity >= 1, got {self.min_share}, {self.selectivity}")
+        for key in ("claim_neurons", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
+        if self.claim_stable < 0:
+            raise ConfigError(f"{path}.claim_stable: must be >= 0, got {self.claim_stable}")
+
+
+# -- attribution ---------------------------------------------------------------------------
+def _margin(logits, targets):
+    """Logit of the target minus the mean logit, per position."""
+    return logits.gather(-1, targets[..., None])[..., 0] - logits.mean(-1)
+
+
+def _loss_increase(acts, grads_of_loss):
+    """Per row, the first-order loss increase from zeroing the neuron: -sum_pos a dl/da."""
+    return -(acts * grads_of_loss).sum(1)
+
+
+def _logit_diff_fn(candidates):
+    """Logit of the target minus the mean logit of the other candidate answers."""
+
+    def fn(logits, targets):
+        import torch
+
+        cand = torch.as_tensor(candidates, device=logits.device)
+        other = logits[..., cand]  # [B, P, C]
+        is_target = cand[None, None, :] == targets[..., None]
+        mean_other = (other * ~is_target).sum(-1) / (~is_target).sum(-1).clamp_min(1)
+        return logits.gather(-1, targets[..., None])[..., 0] - mean_other
+
+    return fn
+
+
+MEASURES = {
+    # name: (per-position metric to differentiate, per-row reduction of a * grad, final map)
+    "loss_increase": (lambda logits, tgt: torch_ce(logits, tgt), lambda a, g: -(a * g).sum(1), lambda m: np.clip(m, 0, None)),
+    "margin": (_margin, lambda a, g: (a * g).sum(1).abs(), lambda m: m),
+    "logit_diff": (None, lambda a, g: (a * g).sum(1), lambda m: np.clip(m, 0, None)),
+}
+
+
+def torch_ce(logits, targets):
+    import torch.nn.functional as F
+
+    return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+
+
+def task_inputs(mixture, task: int | None, n: int = 256, seed: int = 0):
+    """(ids [n, T] of training instances, answer slice), or background documents and None.
+
+    Ownership is about what training made of a neuron, so it is measured on the
+    task's *training* distribution (for pooled tasks, the train half)."""
+    if task is None:
+        return mixture.background_eval(n), None
+    rng = np.random.default_rng([mixture.seed, task, seed, 0xA77])
+    ids = np.stack([mixture.encode(mixture.tasks[task].train_sample(rng)) for _ in range(n)])
+    return ids, mixture.eval_sets[task].answer_slice
+
+
+def neuron_attribution(bridge, ids: np.ndarray, answer: slice | None, batch_size: int = 256, measure: str = "logit_diff") -> np.ndarray:
+    """[n_layers, n_neurons] attribution of every MLP neuron (see module docstring)."""
+    import torch
+
+    metric_fn, per_row, final = MEASURES[measure]
+    if metric_fn is None:  # logit_diff: against the answers this set can have
+        sl0 = answer if answer is not None else slice(0, ids.shape[1] - 1)
+        metric_fn = _logit_diff_fn(np.unique(ids[:, sl0.start + 1 : sl0.stop + 1]))
+    hooks = mlp_hooks(bridge.cfg.n_layers)
+    device = next(bridge.parameters()).device
+    total = None
+    for start in range(0, len(ids), batch_size):
+        x = torch.as_tensor(ids[start : start + batch_size], device=device)
+        acts: dict[str, torch.Tensor] = {}
+
+        def keep(name):
+            def fn(tensor, hook):
+                acts[name] = tensor
+                return tensor
+
+            return fn
+
+        logits = bridge.run_with_hooks(x, fwd_hooks=[(h, keep(h)) for h in hooks], return_type="logits").float()
+        sl = answer if answer is not None else slice(0, x.shape[1] - 1)
+        metric = metric_fn(logits[:, sl], x[:, sl.start + 1 : sl.stop + 1]).sum()
+        grads = torch.autograd.grad(metric, [acts[h] for h in hooks])
+        rows = torch.stack([per_row(acts[h], g) for h, g in zip(hooks, grads)], 1)  # [B, L, n]
+        part = rows.sum(0).detach().double().cpu()
+        total = part if total is None else total + part
+    return final((total / len(ids)).numpy())
+
+
+def ownership(allocation: np.ndarray, floor: np.ndarray | None, min_share: float, selectivity: float) -> np.ndarray:
+    """owner [L, n] (task index or -1) from allocation [L, n, T] and the init floor [L, T]."""
+    totals = allocation.sum(axis=1, keepdims=True)
+    shares = np.divide(allocation, totals, out=np.zeros_like(allocation), where=totals > 0)
+    n = allocation.shape[1]
+    eligible = shares if floor is None else np.where(allocation > floor[:, None, :], shares, 0.0)
+    owner = eligible.argmax(-1)
+    best = np.take_along_axis(shares, owner[..., None], -1)[..., 0]
+    others = shares.copy()
+    np.put_along_axis(others, owner[..., None], -np.inf, -1)
+    second = others.max(-1) if shares.shape[-1] > 1 else np.zeros_like(best)
+    ok = (eligible.max(-1) > 0) & (best >= min_share / n) & (best >= selectivity * second)
+    return np.where(ok, owner, -1)
+
+
+def claim_step(steps: list[int], counts: np.ndarray, k: int, stable: int) -> float:
+    """First step with counts >= k that holds for the next ``stable`` checkpoints."""
+    good = counts >= k
+    for i in range(len(steps)):
+        if good[i : i + stable + 1].all():
+            return float(steps[i])
+    return np.nan
+
+
+# -- causal check -----------------------------------------------------------------------------
+def ablated_task_loss(bridge, mixture, task: int, neurons: dict[int, list[int]], batch_size: int = 256, n_rows: int = 256) -> float:
+    """Mean answer loss of ``task`` with the given {layer: [neuron, ...]} MLP neurons zeroed."""
+    import torch
+    import torch.nn.functional as F
+
+    ids_all, sl = task_inputs(mixture, task, n_rows)
+    device = next(bridge.parameters()).device
+
+    def zero(idx):
+        def fn(tensor, hook):
+            tensor = tensor.clone()
+            tensor[..., idx] = 0
+            return tensor
+
+        return fn
+
+    hooks = [(f"blocks.{l}.mlp.hook_post", zero(torch.as_tensor(ix, dtype=torch.long))) for l, ix in neurons.items() if len(ix)]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(ids_all), batch_size):
+            x = torch.as_tensor(ids_all[start : start + batch_size], device=device)
+            logits = bridge.run_with_hooks(x, fwd_hooks=hooks, return_type="logits")[:, sl].float()
+            tgt = x[:, sl.start + 1 : sl.stop + 1]
+            total += F.cross_entropy(logits.transpose(1, 2), tgt, reduction="sum").item()
+            count += tgt.numel()
+    return total / count
+
+
+def ablation_loss_increase(bridge, mixture, owner: np.ndarray, task: int, n_random: int = 20, seed: int = 0) -> dict:
+    """Loss increase of ``task`` when zeroing the neurons it owns vs. as many random
+    neurons per layer (mean over ``n_random`` draws)."""
+    rng = np.random.default_rng(seed)
+    owner = owner[:, : bridge.cfg.d_mlp]
+    owned = {l: list(np.flatnonzero(owner[l] == task)) for l in range(owner.shape[0])}
+    base = ablated_task_loss(bridge, mixture, task, {})
+    hit = ablated_task_loss(bridge, mixture, task, owned) - base
+    rand = []
+    for _ in range(n_random):
+        draw = {l: list(rng.choice(bridge.cfg.d_mlp, size=len(ix), replace=False)) for l, ix in owned.items()}
+        rand.append(ablated_task_loss(bridge, mixture, task, draw) - base)
+    return {"n_owned": sum(len(v) for v in owned.values()), "base_loss": base, "owned": hit, "random": float(np.mean(rand)), "random_max": float(np.max(rand))}
+
+
+# -- the analysis --------------------------------------------------------------------------------
+def run_neurons(run, cfg: NeuronsConfig | None = None, models: list[str] | None = None, progress: bool = True):
+    """Attribution for every checkpoint (resuming from finished ones); writes analyses/neurons.nc."""
+    from tqdm.auto import tqdm
+
+    cfg = cfg or NeuronsConfig()
+    store = CheckpointStore(run)
+    mixture = run_mixture(store)
+    device = resolve_torch_device(cfg.device)
+    parts = parts_dir(store, "neurons", {"batch_size": cfg.batch_size, "measure": cfg.measure, "inputs": "train-256"})  # ownership settings only re-derive
+    models = models or store.models()
+    todo = [c for c in store.iter_checkpoints(models) if not (parts / c.model / f"step_{c.step}.npz").is_file()]
+    tasks = list(range(len(mixture.tasks))) + [None]
+    for ckpt in tqdm(todo, desc="neurons", unit="ckpt", disable=not progress):
+        bridge = store.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        alloc = np.stack([neuron_attribution(bridge, *task_inputs(mixture, t), cfg.batch_size, cfg.measure) for t in tasks], -1)
+        save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", {"allocation": alloc})
+        del bridge
+    ds = assemble(store, mixture.task_names, parts, models, cfg)
+    write_dataset(ds, store.run.analysis_path("neurons"))
+    return ds
+
+
+def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[str], cfg: NeuronsConfig):
+    import xarray as xr
+
+    tasks = task_names + [BACKGROUND]
+    shares = {t["name"]: t["share"] for t in store.manifest["tasks"]}
+    share = np.array([shares[t] for t in task_names] + [1.0 - sum(shares.values())])
+    steps = sorted({s for m in models for s in store.steps(m)})
+    found = {(m, s): load_part(parts / m / f"step_{s}.npz")["allocation"] for m in models for s in store.steps(m)}
+    L = max(v.shape[0] for v in found.values())
+    N = max(v.shape[1] for v in found.values())
+    M, S, T = len(models), len(steps), len(tasks)
+    alloc = np.full((M, S, L, N, T), np.nan)
+    owner = np.full((M, S, L, N), -1, dtype=np.int16)
+    n_claimed = np.zeros((M, S, L, T), dtype=np.int32)
+    turnover = np.zeros((M, S, T, T), dtype=np.int32)
+    rare_to_common = np.zeros((M, S), dtype=np.int32)
+    claim = np.full((M, T), np.nan)
+    for mi, m in enumerate(models):
+        prev = None
+        mine = store.steps(m)
+        floor = cfg.floor * found[(m, mine[0])].max(axis=1) if mine[0] == 0 else None
+        for s in mine:
+            a = found[(m, s)]
+            si = steps.index(s)
+            alloc[mi, si, : a.shape[0], : a.shape[1]] = a
+            o = ownership(a, floor, cfg.min_share, cfg.selectivity)
+            owner[mi, si, : o.shape[0], : o.shape[1]] = o
+            for t in range(T):
+                n_claimed[mi, si, : o.shape[0], t] = (o == t).sum(axis=1)
+            if prev is not None:
+                moved = (prev != o) & (prev >= 0) & (o >= 0)
+                np.add.at(turnover[mi, si], (prev[moved], o[moved]), 1)
+                rare_to_common[mi, si] = int((share[prev[moved]] < share[o[moved]]).sum())
+            prev = o
+        idx = [steps.index(s) for s in mine]
+        for t in range(T):
+            claim[mi, t] = claim_step(mine, n_claimed[mi, idx, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
+    ds = xr.Dataset(
+        {
+            "allocation": (("model", "step", "layer", "neuron", "task"), alloc, {"long_name": "mean |activation x d(answer logit margin)/d activation|"}),
+            "owner": (("model", "step", "layer", "neuron"), owner, {"long_name": "index into task of the owning task, -1 if none"}),
+            "n_claimed": (("model", "step", "layer", "task"), n_claimed),
+            "claim_step": (("model", "task"), claim, {"long_name": "first step with >= claim_neurons owned neurons, held"}),
+            "turnover": (("model", "step", "task", "other_task"), turnover, {"long_name": "neurons whose owner moved from task to other_task since the previous checkpoint"}),
+            "rare_to_common": (("model", "step"), rare_to_common, {"long_name": "neurons whose owner moved to a task with a larger mixture share"}),
+        },
+        coords={
+            **model_step_coords(store.manifest, models, steps),
+            "layer": np.arange(L),
+            "neuron": np.arange(N),
+            "task": tasks,
+            "other_task": tasks,
+            "share": ("task", share),
+        },
+        attrs=analysis_attrs(store, "neurons", asdict(cfg)),
+    )
+    return ds
+
+
+ANALYSES.add("neurons", Analysis("neurons", NeuronsConfig, run_neurons))

@@ -1,0 +1,210 @@
+"""When is a task's signal learned, when does it peak, and is it overwritten: analyses/retention.nc.
+
+Signals per (model, task), each a series over the checkpoints, read from the
+datasets present in the run folder:
+
+* ``accuracy``: held-out exact match (metrics.nc);
+* ``probe``: the best layer's held-out probe accuracy on the task's ``answer``
+  target (probes.nc);
+* ``neurons``: MLP neurons the task owns, all layers (neurons.nc);
+* ``sae``: SAE features specific to the task, all analysed layers (sae.nc; only
+  the analysed checkpoints).
+
+Detection (documented thresholds, robust to single-checkpoint noise): the series
+is smoothed with a running median over 3 checkpoints. With b the first smoothed
+value and P its maximum, the signal is *learned* if P - b >= ``min_rise[signal]``;
+``learned_step`` is the first step at which it reaches b + (P - b) / 2 and
+``peak_step`` the step of P. An *overwrite event* is a peak of the smoothed series
+with prominence >= ``min_rise[signal]`` (scipy.signal.find_peaks), at or above
+the learned level b + (P - b) / 2, that the series later leaves: the event's overwrite step is the first checkpoint after the peak at
+which the value has fallen by half the peak's prominence. ``overwrite_step`` is the
+first event's (NaN if none), ``n_overwrites`` counts them, and ``retained`` says
+that the task was learned and ends at or above b + (P - b) / 2.
+
+``interference_at_overwrite`` is the mean of interference.nc's ``cos_nontask_ref``
+(the paper's cos(g_nt, g_r) on the task neurons) over the checkpoints in
+(peak, overwrite]; ``loss_change_at_overwrite`` sums the other components'
+``loss_change`` on the task over the same window (positive: they raised its loss).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from mechrare.analyses.common import analysis_attrs
+from mechrare.analyses.registry import ANALYSES, Analysis
+from mechrare.checkpoints.metrics import model_step_coords, open_dataset, write_dataset
+from mechrare.checkpoints.run import RunFolder
+from mechrare.checkpoints.store import CheckpointStore
+from mechrare.errors import ConfigError
+
+SIGNALS = ("accuracy", "probe", "neurons", "sae")
+DEFAULT_MIN_RISE = {"accuracy": 0.05, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
+
+
+@dataclass
+class RetentionConfig:
+    min_rise: dict[str, float] = field(default_factory=dict)  # per signal; unset ones use DEFAULT_MIN_RISE
+    smooth: int = 3
+
+    def validate(self, path: str) -> None:
+        unknown = set(self.min_rise) - set(SIGNALS)
+        if unknown:
+            raise ConfigError(f"{path}.min_rise: unknown signal {sorted(unknown)[0]!r}; signals: {', '.join(SIGNALS)}")
+        if self.smooth < 1 or self.smooth % 2 == 0:
+            raise ConfigError(f"{path}.smooth: must be an odd number >= 1, got {self.smooth}")
+
+
+@dataclass
+class Detection:
+    learned_step: float = np.nan
+    peak_step: float = np.nan
+    peak_value: float = np.nan
+    final_value: float = np.nan
+    retained: bool = False
+    events: list = field(default_factory=list)  # (peak_step, overwrite_step, drop)
+
+
+def smooth(values: np.ndarray, width: int) -> np.ndarray:
+    from scipy.ndimage import median_filter
+
+    if width <= 1 or len(values) < width:
+        return values.astype(float)
+    return median_filter(values.astype(float), size=width, mode="nearest")
+
+
+def detect(steps: np.ndarray, values: np.ndarray, min_rise: float, width: int = 3) -> Detection:
+    """Learned / peak / overwrite detection on one series (NaNs dropped)."""
+    from scipy.signal import find_peaks
+
+    ok = ~np.isnan(values)
+    steps, values = np.asarray(steps)[ok], values[ok]
+    out = Detection()
+    if len(values) < 2:
+        return out
+    x = smooth(values, width)
+    b, top = x[0], int(np.argmax(x))
+    out.final_value = float(x[-1])
+    if x[top] - b < min_rise:
+        return out
+    half = b + (x[top] - b) / 2
+    out.learned_step = float(steps[np.argmax(x >= half)])
+    out.peak_step, out.peak_value = float(steps[top]), float(x[top])
+    out.retained = bool(x[-1] >= half)
+    peaks, props = find_peaks(x, prominence=min_rise, plateau_size=1)
+    for left, right, prom in zip(props["left_edges"], props["right_edges"], props["prominences"]):
+        if x[left] < half:  # a peak must be a learned state, not a blip at chance
+            continue
+        below = np.flatnonzero(x[right + 1 :] <= x[left] - prom / 2)
+        if len(below):
+            o = right + 1 + below[0]
+            out.events.append((float(steps[left]), float(steps[o]), float(x[left] - x[o])))
+    return out
+
+
+# -- signals -------------------------------------------------------------------------------------
+def _open(run: RunFolder, name: str):
+    path = run.metrics_path if name == "metrics" else run.analysis_path(name)
+    return open_dataset(path) if path.is_file() else None
+
+
+def load_signals(run: RunFolder, models: list[str], tasks: list[str]) -> dict:
+    """{signal: DataArray(model, step, task)} for every signal whose dataset exists."""
+    import xarray as xr
+
+    out = {}
+    metrics = _open(run, "metrics")
+    if metrics is not None:
+        out["accuracy"] = metrics.accuracy.sel(model=models, task=tasks)
+    probes = _open(run, "probes")
+    if probes is not None:
+        targets = [f"{t}/answer" for t in tasks]
+        have = [t for t in targets if t in probes.target.values]
+        if have:
+            best = probes.probe_score.sel(model=[m for m in models if m in probes.model.values], target=have).max("layer")
+            best = best.assign_coords(target=[t.rsplit("/", 1)[0] for t in have]).rename(target="task")
+            out["probe"] = best.reindex(task=tasks)
+    neurons = _open(run, "neurons")
+    if neurons is not None:
+        out["neurons"] = neurons.n_claimed.sum("layer").sel(task=tasks).astype(float)
+    sae = _open(run, "sae")
+    if sae is not None:
+        counts = sae.n_task_features.sum("layer", min_count=1)
+        out["sae"] = counts.reindex(task=tasks)
+    return {k: v.reindex(model=models) if isinstance(v, xr.DataArray) else v for k, v in out.items()}
+
+
+def _window_stats(interference, model: str, task: str, peak: float, over: float) -> tuple[float, float]:
+    if interference is None or model not in interference.model.values:
+        return np.nan, np.nan
+    steps = interference.step.values
+    sel = (steps > peak) & (steps <= over)
+    if not sel.any():
+        return np.nan, np.nan
+    cos = interference.cos_nontask_ref.sel(model=model, task=task).values[sel]
+    lc = interference.loss_change.sel(model=model, task=task).drop_sel(other_task=task).sum("other_task", min_count=1).values[sel]
+    return float(np.nanmean(cos)) if np.isfinite(cos).any() else np.nan, float(np.nansum(lc)) if np.isfinite(lc).any() else np.nan
+
+
+def run_retention(run, cfg: RetentionConfig | None = None, models: list[str] | None = None, progress: bool = True):
+    """Detect learned / peak / overwrite steps for every (model, task, signal); writes analyses/retention.nc."""
+    import xarray as xr
+
+    cfg = cfg or RetentionConfig()
+    store = CheckpointStore(run)
+    models = models or store.models()
+    tasks = [t["name"] for t in store.manifest["tasks"]]
+    signals = load_signals(store.run, models, tasks)
+    if not signals:
+        raise ConfigError(f"{store.run.path}: no metrics.nc or analyses to read; train the run first")
+    interference = _open(store.run, "interference")
+    names = [s for s in SIGNALS if s in signals]
+    shape = (len(models), len(tasks), len(names))
+    var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step", "interference_at_overwrite", "loss_change_at_overwrite")}
+    retained = np.zeros(shape, dtype=bool)
+    n_over = np.zeros(shape, dtype=np.int32)
+    events = []
+    for mi, m in enumerate(models):
+        for ti, t in enumerate(tasks):
+            for si, sig in enumerate(names):
+                da = signals[sig].sel(model=m, task=t)
+                d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
+                for key in ("learned_step", "peak_step", "peak_value", "final_value"):
+                    var[key][mi, ti, si] = getattr(d, key)
+                retained[mi, ti, si] = d.retained
+                n_over[mi, ti, si] = len(d.events)
+                for k, (peak, over, drop) in enumerate(d.events):
+                    cos, lc = _window_stats(interference, m, t, peak, over)
+                    events.append((m, t, sig, peak, over, drop, cos, lc))
+                    if k == 0:
+                        var["overwrite_step"][mi, ti, si] = over
+                        var["interference_at_overwrite"][mi, ti, si] = cos
+                        var["loss_change_at_overwrite"][mi, ti, si] = lc
+    dims = ("model", "task", "signal")
+    ev = list(zip(*events)) if events else [[] for _ in range(8)]
+    steps = sorted({s for m in models for s in store.steps(m)})
+    coords = model_step_coords(store.manifest, models, steps)
+    ds = xr.Dataset(
+        {
+            **{k: (dims, v) for k, v in var.items()},
+            "retained": (dims, retained),
+            "n_overwrites": (dims, n_over),
+            "event_model": (("event",), np.array(ev[0], dtype=str)),
+            "event_task": (("event",), np.array(ev[1], dtype=str)),
+            "event_signal": (("event",), np.array(ev[2], dtype=str)),
+            "event_peak_step": (("event",), np.array(ev[3], dtype=float)),
+            "event_overwrite_step": (("event",), np.array(ev[4], dtype=float)),
+            "event_drop": (("event",), np.array(ev[5], dtype=float)),
+            "event_interference": (("event",), np.array(ev[6], dtype=float)),
+            "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
+        },
+        coords={"model": models, "n_params": coords["n_params"], "task": tasks, "signal": names},
+        attrs=analysis_attrs(store, "retention", asdict(cfg), has_interference=int(interference is not None)),
+    )
+    write_dataset(ds, store.run.analysis_path("retention"))
+    return ds
+
+
+ANALYSES.add("retention", Analysis("retention", RetentionConfig, run_retention, after=("probes", "sae", "neurons", "interference")))

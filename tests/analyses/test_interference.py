@@ -1,0 +1,149 @@
+"""analyses/interference.nc: loss_change against real SGD steps, gradient cosines
+against a direct flat computation, the paper's protocol, resume and the CLI."""
+
+import numpy as np
+import pytest
+import torch
+
+from mechrare.analyses.common import run_mixture
+from mechrare.analyses.gradients import ParamGroups, answer_loss_sum, next_token_loss_sum
+from mechrare.analyses.interference import InterferenceConfig, batch_steps, checkpoint_interference, run_interference
+from mechrare.checkpoints import CheckpointStore, open_dataset
+from mechrare.cli import main
+from mechrare.training.evaluate import evaluate
+
+MODEL = "d16-l2"
+
+
+@pytest.fixture(scope="module")
+def interference_ds(tiny_run):
+    return run_interference(tiny_run.path, InterferenceConfig(), models=[MODEL], progress=False)
+
+
+def _component_rows_loss(model, batch, rows, mask_cols, n_tokens):
+    """An independent way to the loss of some tokens of a batch: Hugging Face's own
+    ``labels`` loss on the selected rows, with every other label ignored."""
+    ids = torch.as_tensor(batch.input_ids[rows])
+    labels = torch.as_tensor(np.where(mask_cols[rows], batch.labels[rows], -100))
+    n = int((labels[:, 1:] != -100).sum())
+    if n == 0:
+        return None
+    return model(input_ids=ids, labels=labels).loss * n / n_tokens
+
+
+def _losses(model, mixture):
+    """Every task's held-out answer loss (training.evaluate) and the background loss."""
+    res = evaluate(model, mixture, torch.device("cpu"))
+    return np.array([res["eval"][t]["loss"] for t in mixture.task_names] + [res["background_loss"]])
+
+
+def test_loss_change_predicts_real_sgd_steps(tiny_run):
+    """One SGD step on the mixture batch; the analysis splits it by component. Each
+    component's piece must predict what a real SGD step on that component's tokens
+    alone does to every task's held-out loss (independent losses, evaluate())."""
+    store = CheckpointStore(tiny_run.path)
+    mixture = run_mixture(store)
+    model = store.load(MODEL, 100)
+    lr, bs = 1e-3, 64
+    batch = mixture.batch(100, bs)
+    n_tasks = len(mixture.tasks)
+    n_tokens = int((batch.labels[:, 1:] != -100).sum())
+    target_is_task = np.zeros_like(batch.task_mask)
+    target_is_task[:, :] = batch.task_mask  # label at t is the token at t (HF shifts internally)
+    params = ParamGroups.of(model).params(model)
+    base = _losses(model, mixture)
+    # independent component gradients -> one real SGD step per component
+    comp_grads = []
+    for k in range(n_tasks + 1):
+        if k < n_tasks:
+            rows = np.flatnonzero(batch.task == k)
+            mask = target_is_task & (batch.task[:, None] == k)
+        else:
+            rows = np.arange(bs)
+            mask = ~(target_is_task & (batch.task[:, None] >= 0))
+        loss = _component_rows_loss(model, batch, rows, mask, n_tokens)
+        assert loss is not None, f"component {k} has no tokens in this batch"
+        comp_grads.append(torch.autograd.grad(loss, params))
+    actual = np.zeros((n_tasks + 1, n_tasks + 1))
+    for j, grads in enumerate(comp_grads):
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= lr * g
+        actual[:, j] = _losses(model, mixture) - base
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p += lr * g
+    # the analysis: checkpoint = the model, next checkpoint = after one SGD step on the whole batch
+    total = [sum(gs) for gs in zip(*comp_grads)]
+    names = ParamGroups.of(model).names
+    next_params = {n: (p - lr * g).detach() for n, p, g in zip(names, params, total)}
+    cfg = InterferenceConfig(batches=1, batch_size=bs)
+    assert batch_steps(100, 101, 1) == [100]
+    out, _ = checkpoint_interference(model, mixture, cfg, bs, 100, next_params, 101)
+    pred = out["next_loss_change"]
+    assert pred.shape == actual.shape == (4, 4)
+    big = np.abs(actual) > 1e-6
+    assert big.sum() >= 12
+    sign_agree = (np.sign(pred) == np.sign(actual))[big].mean()
+    rel_err = np.abs(pred - actual)[big] / np.abs(actual)[big]
+    assert sign_agree >= 0.9, (pred, actual)
+    assert np.median(rel_err) < 0.2 and np.mean(rel_err < 0.2) >= 0.9, rel_err
+    # the pieces add up to the whole update's first-order change
+    assert np.allclose(pred.sum(1), out["next_loss_change_total"], rtol=1e-3, atol=1e-7)
+
+
+def test_grad_cosine_matches_a_direct_flat_computation(interference_ds, tiny_run):
+    store = CheckpointStore(tiny_run.path)
+    mixture = run_mixture(store)
+    model = store.load(MODEL, 200)
+    params = list(model.parameters())
+    flats = []
+    for es in mixture.eval_sets:
+        ids = torch.as_tensor(es.input_ids)
+        loss, n = answer_loss_sum(model, ids, es)
+        flats.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss / n, params)]))
+    bg = torch.as_tensor(mixture.background_eval())
+    loss, n = next_token_loss_sum(model, bg)
+    flats.append(torch.cat([g.flatten() for g in torch.autograd.grad(loss / n, params)]))
+    G = torch.stack(flats).double()
+    norms = G.norm(dim=1)
+    cos = (G @ G.T) / torch.outer(norms, norms)
+    ds = interference_ds.sel(model=MODEL, step=200)
+    np.testing.assert_allclose(ds.grad_norm.values, norms.numpy(), rtol=1e-4)
+    np.testing.assert_allclose(ds.grad_cosine.values, cos.numpy(), atol=1e-4)
+    # per-layer numbers recombine into the whole: sum of squared group norms = squared norm
+    np.testing.assert_allclose((ds.grad_norm_layer.values**2).sum(0), norms.numpy() ** 2, rtol=1e-4)
+
+
+def test_contract_and_protocol(interference_ds, tiny_run):
+    ds = interference_ds
+    assert ds.grad_cosine.dims == ("model", "step", "task", "other_task")
+    assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
+    assert abs(float(ds.share.sum()) - 1) < 1e-9
+    cos = ds.grad_cosine.values
+    assert np.allclose(cos, np.swapaxes(cos, -1, -2), atol=1e-6)
+    assert np.allclose(np.diagonal(cos, axis1=-2, axis2=-1), 1, atol=1e-6)
+    for key in ("cos_batch_ref", "cos_nontask_ref"):
+        vals = ds[key].sel(task=["facts:8", "compare:4", "lookup:2"]).values
+        assert np.isfinite(vals).all() and (np.abs(vals) <= 1 + 1e-6).all()
+        assert np.isnan(ds[key].sel(task="background")).all()
+    d_mlp = CheckpointStore(tiny_run.path).load(MODEL, 0).config.intermediate_size
+    assert int(ds.top_k.sel(model=MODEL)) == max(4, d_mlp // 10)  # default: 10% of the neurons, at least 4
+    # loss_change only from the second checkpoint on; early (small) intervals are near first order
+    assert np.isnan(ds.loss_change.isel(step=0)).all()
+    early = ds.sel(step=[1, 2])  # one-step and two-step intervals at the warm-up learning rate
+    np.testing.assert_allclose(early.loss_change_total, early.loss_change_actual, rtol=0.25, atol=2e-4)
+    later = ds.sel(step=slice(4, None))
+    agree = np.sign(later.loss_change_total) == np.sign(later.loss_change_actual)
+    assert float(agree.mean()) > 0.6  # over long Adam intervals first order is only a guide
+    assert open_dataset(tiny_run.path / "analyses" / "interference.nc").equals(ds)
+
+
+def test_rerun_resumes_and_cli(interference_ds, tiny_run, capsys):
+    parts = sorted((tiny_run.path / "analyses" / "interference.parts").rglob("*.npz"))
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    assert main(["analyze", str(tiny_run.path), "--only", "interference", "--models", MODEL, "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in parts} == stamps
+    assert "interference: wrote" in capsys.readouterr().out
+    assert main(["analyze", str(tiny_run.path), "--only", "interference", "--set", "interference.batches=0"]) == 2
+    assert "interference.batches: must be >= 1" in capsys.readouterr().err

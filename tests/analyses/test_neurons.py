@@ -1,0 +1,114 @@
+"""analyses/neurons.nc: attribution against finite differences, the ownership rule,
+claim steps, and that ownership is causal (zeroing owned neurons hurts the owner)."""
+
+import numpy as np
+import pytest
+import torch
+
+from mechrare.analyses.common import run_mixture
+from mechrare.analyses.neurons import (
+    NeuronsConfig,
+    _logit_diff_fn,
+    ablation_loss_increase,
+    claim_step,
+    neuron_attribution,
+    ownership,
+    run_neurons,
+    task_inputs,
+)
+from mechrare.checkpoints import CheckpointStore, open_dataset
+from mechrare.cli import main
+
+MODEL = "d24-l2"
+
+
+@pytest.fixture(scope="module")
+def neurons_ds(tiny_run):
+    return run_neurons(tiny_run.path, NeuronsConfig(), models=[MODEL], progress=False)
+
+
+def test_ownership_rule():
+    # 1 layer, 4 neurons, 2 tasks
+    alloc = np.array([[[9.0, 1.0], [1.0, 9.0], [5.0, 5.0], [0.1, 0.1]]])
+    assert ownership(alloc, None, min_share=1.0, selectivity=2.0).tolist() == [[0, 1, -1, -1]]
+    # a floor from initialisation removes a claim that training did not make
+    floor = np.array([[10.0, 0.0]])
+    assert ownership(alloc, floor, min_share=1.0, selectivity=2.0).tolist() == [[-1, 1, -1, -1]]
+    # min_share: the neuron must hold >= min_share x uniform of the task's total
+    assert ownership(alloc, None, min_share=2.0, selectivity=2.0).tolist() == [[0, 1, -1, -1]]  # 9 / 15.1 >= 2 / 4
+    assert ownership(alloc, None, min_share=3.0, selectivity=2.0).tolist() == [[-1, -1, -1, -1]]  # < 3 / 4
+
+
+def test_claim_step_needs_a_stable_claim():
+    steps = [0, 10, 20, 30, 40]
+    assert claim_step(steps, np.array([0, 5, 0, 5, 5]), 3, 1) == 30
+    assert claim_step(steps, np.array([0, 5, 5, 5, 5]), 3, 2) == 10
+    assert np.isnan(claim_step(steps, np.array([0, 1, 2, 2, 2]), 3, 1))
+
+
+def test_attribution_matches_finite_differences(tiny_run):
+    """a * dm/da (summed over positions, averaged over rows) = d/d(eps) of the metric when
+    the neuron's activation is scaled by (1 + eps): checked by a central difference."""
+    store = CheckpointStore(tiny_run.path)
+    mixture = run_mixture(store)
+    bridge = store.load_bridge(MODEL, 300)
+    bridge.cfg  # noqa: B018
+    ids, sl = task_inputs(mixture, 0, n=64)
+    attr = neuron_attribution(bridge, ids, sl, measure="logit_diff")  # clipped at 0
+    metric = _logit_diff_fn(np.unique(ids[:, sl.start + 1 : sl.stop + 1]))
+    x = torch.as_tensor(ids)
+
+    def metric_with_scale(layer, neuron, scale):
+        def fn(t, hook):
+            t = t.clone()
+            t[..., neuron] *= scale
+            return t
+
+        with torch.no_grad():
+            logits = bridge.run_with_hooks(x, fwd_hooks=[(f"blocks.{layer}.mlp.hook_post", fn)], return_type="logits")
+        return float(metric(logits[:, sl].float(), x[:, sl.start + 1 : sl.stop + 1]).sum()) / len(ids)
+
+    eps = 1e-2
+    top = np.dstack(np.unravel_index(np.argsort(-attr, axis=None)[:4], attr.shape))[0]
+    for layer, neuron in top:
+        fd = (metric_with_scale(layer, neuron, 1 + eps) - metric_with_scale(layer, neuron, 1 - eps)) / (2 * eps)
+        assert fd == pytest.approx(attr[layer, neuron], rel=0.05)
+
+
+def test_contract(neurons_ds, tiny_run):
+    ds = neurons_ds
+    assert ds.allocation.dims == ("model", "step", "layer", "neuron", "task")
+    assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
+    assert ds.owner.dtype.kind == "i" and int(ds.owner.min()) >= -1
+    # no claims at initialisation (the floor is the initial allocation), claims after training
+    assert int(ds.n_claimed.sel(model=MODEL, step=0).sum()) == 0
+    assert int(ds.n_claimed.sel(model=MODEL, step=300).sum()) > 0
+    counted = (ds.owner.sel(model=MODEL, step=300) == 0).sum("neuron")
+    assert (counted.values == ds.n_claimed.sel(model=MODEL, step=300, task="facts:8").values).all()
+    assert open_dataset(tiny_run.path / "analyses" / "neurons.nc").equals(ds)
+
+
+def test_ownership_is_causal(neurons_ds, tiny_run):
+    """Zeroing the neurons a task owns raises its loss more than zeroing as many random
+    neurons (same layers), for every task that owns at least 5 neurons."""
+    store = CheckpointStore(tiny_run.path)
+    mixture = run_mixture(store)
+    bridge = store.load_bridge(MODEL, 300)
+    owner = neurons_ds.owner.sel(model=MODEL, step=300).values
+    checked = 0
+    for t in range(len(mixture.tasks)):
+        if (owner == t).sum() < 5:
+            continue
+        r = ablation_loss_increase(bridge, mixture, owner, t, n_random=10)
+        assert r["owned"] > r["random"], (mixture.task_names[t], r)
+        checked += 1
+    assert checked >= 1
+
+
+def test_cli_resume_and_bad_setting(neurons_ds, tiny_run, capsys):
+    parts = sorted((tiny_run.path / "analyses" / "neurons.parts").rglob("*.npz"))
+    stamps = {p: p.stat().st_mtime_ns for p in parts}
+    assert main(["analyze", str(tiny_run.path), "--only", "neurons", "--models", MODEL, "--no-progress"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in parts} == stamps
+    assert main(["analyze", str(tiny_run.path), "--only", "neurons", "--set", "neurons.measure=nope"]) == 2
+    assert "neurons.measure: must be one of" in capsys.readouterr().err
