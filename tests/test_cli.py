@@ -70,4 +70,7 @@ def test_run_trains_then_lists(tiny_run, capsys):
     assert run_cli("run", "tiny", "--out", str(tiny_run.path), "--no-progress") == 0
     out = capsys.readouterr().out
     assert "done already, skipping" in out and "final held-out accuracy" in out
-    assert "probes: wrote" in out and "analyses: probes" in out
+    for name in ("probes", "sae", "neurons", "interference", "retention"):
+        assert f"{name}: wrote" in out
+    assert "analyses: interference, neurons, probes, retention, sae" in out
+    assert out.index("interference: wrote") < out.index("retention: wrote")
