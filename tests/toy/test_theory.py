@@ -51,3 +51,4 @@ def test_config_is_strict():
         ToyConfig(widths=[0, 2]).validate()
     with pytest.raises(ConfigError, match="rare_frequency"):
         ToyConfig(rare_frequency=1.5).validate()
+
