@@ -10,10 +10,19 @@ from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
 
 
+BACKGROUND = "background"  # the non-task component, after the tasks in gradient and neuron datasets
+
+
 def run_mixture(store: CheckpointStore) -> Mixture:
     """The run's task mixture, rebuilt from its manifest (same seed, same tasks)."""
     config = RunConfig.from_dict(store.manifest["config"])
     return Mixture(config.mixture, config.seed)
+
+
+def components(store: CheckpointStore, task_names: list[str]) -> tuple[list[str], list[float]]:
+    """The run's tasks plus ``background``, with their mixture shares (summing to 1)."""
+    shares = {t["name"]: t["share"] for t in store.manifest["tasks"]}
+    return task_names + [BACKGROUND], [shares[t] for t in task_names] + [1.0 - sum(shares.values())]
 
 
 def resolve_torch_device(name: str):

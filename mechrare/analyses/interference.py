@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from mechrare.analyses.common import analysis_attrs, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
+from mechrare.analyses.common import analysis_attrs, components, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
 from mechrare.analyses.gradients import (
     ParamGroups,
     attribution_weights,
@@ -58,8 +58,6 @@ from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.config import RunConfig
 from mechrare.errors import ConfigError
-
-BACKGROUND = "background"
 
 
 @dataclass
@@ -206,7 +204,7 @@ def run_interference(run, cfg: InterferenceConfig | None = None, models: list[st
 def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[str], cfg: InterferenceConfig):
     import xarray as xr
 
-    tasks = task_names + [BACKGROUND]
+    tasks, share = components(store, task_names)
     steps = sorted({s for m in models for s in store.steps(m)})
     found = {(m, s): load_part(parts / m / f"step_{s}.npz") for m in models for s in store.steps(m)}
     groups = max((list(v["groups"]) for v in found.values()), key=len)
@@ -232,8 +230,8 @@ def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[
             p, si = found[(m, s)], steps.index(s)
             gi = [groups.index(g) for g in p["groups"]]
             gram = p["gram_layer"]  # [T, T, g]
-            a["grad_norm_layer"][mi, si][gi] = np.sqrt(np.einsum("iig->gi", gram))
             norms = np.sqrt(np.einsum("iig->gi", gram))
+            a["grad_norm_layer"][mi, si][gi] = norms
             a["grad_cosine_layer"][mi, si][gi] = np.moveaxis(gram, 2, 0) / (norms[:, :, None] * norms[:, None, :])
             full = gram.sum(-1)
             d = np.sqrt(np.diag(full))
@@ -248,8 +246,6 @@ def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[
                 a["loss_change"][mi, si] = prev["next_loss_change"]
                 a["loss_change_total"][mi, si] = prev["next_loss_change_total"]
                 a["loss_change_actual"][mi, si] = p["task_loss"] - prev["task_loss"]
-    shares = {t["name"]: t["share"] for t in store.manifest["tasks"]}
-    share = [shares[t] for t in task_names] + [1.0 - sum(shares.values())]
     dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
     lg = ("model", "step", "param_group")
     ds = xr.Dataset(

@@ -2,22 +2,29 @@
 
 **Attribution.** For each MLP neuron n (``blocks.{l}.mlp.hook_post``, read and
 differentiated through a transformer_lens ``TransformerBridge``) and each task,
-the attribution-patching estimate of what zeroing the neuron does to the task:
+the attribution-patching estimate of what zeroing the neuron does to the task,
+on 256 of the task's *training* instances (ownership is about what training made
+of a neuron; for pooled tasks that is the train half):
 
-    allocation[n, task] = mean over the task's eval instances of
-                          | sum over positions of a_n * d m / d a_n |
+    allocation[n, task] = max(0, mean over instances of sum over positions of a_n * dm/da_n)
 
-where m is the answer's *logit margin* (logit of the correct answer token minus
-the mean logit), summed over the answer tokens. The first-order effect of
-zeroing n is -a_n dm/da_n; the margin (not the loss) is used because its
-gradient does not vanish once a task is learned, so a learned task keeps the
-neurons it uses. ``background`` is attributed the same way on held-out
-background documents (every next-token prediction).
+with the default ``measure = "logit_diff"``: m is the answer's logit difference
+(logit of the correct answer minus the mean logit of the other answers the task
+can have), summed over the answer tokens. Zeroing n lowers m by about
+a_n dm/da_n to first order. The logit difference (not the loss) is used because
+its gradient does not vanish once a task is learned, so a learned task keeps the
+neurons it uses. ``background`` is attributed on held-out background documents
+(every next-token prediction, against the whole vocabulary). Other measures:
+``loss_increase`` (the loss's first-order rise, clipped at 0) and ``margin``
+(|a dm/da| with m = target logit minus the mean logit).
 
 **Ownership.** Per (layer, task) the allocation is normalised into shares of
 the task's total over the layer's neurons. A neuron's ``owner`` is the task with
-the largest share if that share is >= ``min_share`` x uniform (1 / n_neurons)
-and >= ``selectivity`` x the next task's share; otherwise -1 (unowned).
+the largest share among those whose allocation exceeds ``floor`` x the largest
+allocation any neuron of the layer had for that task at initialisation (step 0),
+if that share is >= ``min_share`` x uniform (1 / n_neurons) and >= ``selectivity``
+x the next task's share; otherwise -1 (unowned). The floor keeps structure that a
+random network already has from counting as a claim.
 ``n_claimed`` counts owned neurons per (layer, task); ``claim_step(model, task)``
 is the first step at which the task owns >= ``claim_neurons`` neurons (all
 layers) and keeps that many for the next ``claim_stable`` checkpoints.
@@ -34,13 +41,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from mechrare.activations import mlp_hooks
-from mechrare.analyses.common import analysis_attrs, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
+from mechrare.analyses.common import analysis_attrs, components, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
 from mechrare.analyses.registry import ANALYSES, Analysis
 from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
-
-BACKGROUND = "background"
 
 
 @dataclass
@@ -72,11 +77,6 @@ def _margin(logits, targets):
     return logits.gather(-1, targets[..., None])[..., 0] - logits.mean(-1)
 
 
-def _loss_increase(acts, grads_of_loss):
-    """Per row, the first-order loss increase from zeroing the neuron: -sum_pos a dl/da."""
-    return -(acts * grads_of_loss).sum(1)
-
-
 def _logit_diff_fn(candidates):
     """Logit of the target minus the mean logit of the other candidate answers."""
 
@@ -92,18 +92,18 @@ def _logit_diff_fn(candidates):
     return fn
 
 
-MEASURES = {
-    # name: (per-position metric to differentiate, per-row reduction of a * grad, final map)
-    "loss_increase": (lambda logits, tgt: torch_ce(logits, tgt), lambda a, g: -(a * g).sum(1), lambda m: np.clip(m, 0, None)),
-    "margin": (_margin, lambda a, g: (a * g).sum(1).abs(), lambda m: m),
-    "logit_diff": (None, lambda a, g: (a * g).sum(1), lambda m: np.clip(m, 0, None)),
-}
-
-
-def torch_ce(logits, targets):
+def _token_ce(logits, targets):
     import torch.nn.functional as F
 
     return F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+
+
+MEASURES = {
+    # name: (per-position metric to differentiate, per-row reduction of a * grad, final map)
+    "loss_increase": (_token_ce, lambda a, g: -(a * g).sum(1), lambda m: np.clip(m, 0, None)),
+    "margin": (_margin, lambda a, g: (a * g).sum(1).abs(), lambda m: m),
+    "logit_diff": (None, lambda a, g: (a * g).sum(1), lambda m: np.clip(m, 0, None)),
+}
 
 
 def task_inputs(mixture, task: int | None, n: int = 256, seed: int = 0):
@@ -244,9 +244,8 @@ def run_neurons(run, cfg: NeuronsConfig | None = None, models: list[str] | None 
 def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[str], cfg: NeuronsConfig):
     import xarray as xr
 
-    tasks = task_names + [BACKGROUND]
-    shares = {t["name"]: t["share"] for t in store.manifest["tasks"]}
-    share = np.array([shares[t] for t in task_names] + [1.0 - sum(shares.values())])
+    tasks, share = components(store, task_names)
+    share = np.array(share)
     steps = sorted({s for m in models for s in store.steps(m)})
     found = {(m, s): load_part(parts / m / f"step_{s}.npz")["allocation"] for m in models for s in store.steps(m)}
     L = max(v.shape[0] for v in found.values())

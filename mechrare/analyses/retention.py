@@ -35,7 +35,7 @@ import numpy as np
 
 from mechrare.analyses.common import analysis_attrs
 from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.metrics import model_step_coords, open_dataset, write_dataset
+from mechrare.checkpoints.metrics import open_dataset, write_dataset
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
@@ -184,8 +184,6 @@ def run_retention(run, cfg: RetentionConfig | None = None, models: list[str] | N
                         var["loss_change_at_overwrite"][mi, ti, si] = lc
     dims = ("model", "task", "signal")
     ev = list(zip(*events)) if events else [[] for _ in range(8)]
-    steps = sorted({s for m in models for s in store.steps(m)})
-    coords = model_step_coords(store.manifest, models, steps)
     ds = xr.Dataset(
         {
             **{k: (dims, v) for k, v in var.items()},
@@ -200,7 +198,7 @@ def run_retention(run, cfg: RetentionConfig | None = None, models: list[str] | N
             "event_interference": (("event",), np.array(ev[6], dtype=float)),
             "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
         },
-        coords={"model": models, "n_params": coords["n_params"], "task": tasks, "signal": names},
+        coords={"model": models, "n_params": ("model", [store.manifest["models"][m]["n_params"] for m in models]), "task": tasks, "signal": names},
         attrs=analysis_attrs(store, "retention", asdict(cfg), has_interference=int(interference is not None)),
     )
     write_dataset(ds, store.run.analysis_path("retention"))

@@ -48,8 +48,7 @@ def test_loss_change_predicts_real_sgd_steps(tiny_run):
     batch = mixture.batch(100, bs)
     n_tasks = len(mixture.tasks)
     n_tokens = int((batch.labels[:, 1:] != -100).sum())
-    target_is_task = np.zeros_like(batch.task_mask)
-    target_is_task[:, :] = batch.task_mask  # label at t is the token at t (HF shifts internally)
+    target_is_task = batch.task_mask  # the label at t is the token at t (HF shifts internally)
     params = ParamGroups.of(model).params(model)
     base = _losses(model, mixture)
     # independent component gradients -> one real SGD step per component

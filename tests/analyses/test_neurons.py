@@ -52,7 +52,6 @@ def test_attribution_matches_finite_differences(tiny_run):
     store = CheckpointStore(tiny_run.path)
     mixture = run_mixture(store)
     bridge = store.load_bridge(MODEL, 300)
-    bridge.cfg  # noqa: B018
     ids, sl = task_inputs(mixture, 0, n=64)
     attr = neuron_attribution(bridge, ids, sl, measure="logit_diff")  # clipped at 0
     metric = _logit_diff_fn(np.unique(ids[:, sl.start + 1 : sl.stop + 1]))
