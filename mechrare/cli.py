@@ -53,9 +53,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("run", help="train, then every analysis, then ls [quickstart]")
+    p = sub.add_parser("report", help="write the feature-retention report: report/index.html, summary.md, figures")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", help="train, every analysis, then the report [quickstart]; rerun to resume")
     _add_config_args(p, optional=True)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("toy", help="the paper's solvable toy model at many widths, then its report")
+    p.add_argument("config", nargs="?", help="a TOML file of ToyConfig keys [the defaults]")
+    p.add_argument("--out", default="runs/toy", help="run folder to write [runs/toy]")
+    _add_set_arg(p, "--set gap=400 --set widths=[1,2,4,8]")
+    p.add_argument("--no-report", action="store_true", help="write the datasets only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_toy)
 
     p = sub.add_parser("ls", help="summarise a run folder: models, checkpoints, final metrics")
     p.add_argument("run", help="run folder")
@@ -119,10 +132,43 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from mechrare.reports.build import build_report
+
+    index = build_report(args.run, progress=not args.no_progress)
+    print(f"report: {index}  (and {index.parent / 'summary.md'})")
+    print((index.parent / "summary.md").read_text().split("## Models")[0].strip())
+    return 0
+
+
 def cmd_run(args) -> int:
+    import time
+
+    t0 = time.perf_counter()
     out = _train(args)
     cmd_analyze(argparse.Namespace(run=str(out), only=None, overrides=[], models=None, no_progress=args.no_progress))
-    return cmd_ls(argparse.Namespace(run=str(out), steps=False))
+    cmd_ls(argparse.Namespace(run=str(out), steps=False))
+    cmd_report(argparse.Namespace(run=str(out), no_progress=args.no_progress))
+    print(f"mechrare run: {time.perf_counter() - t0:.0f} s in all")
+    return 0
+
+
+def cmd_toy(args) -> int:
+    import time
+
+    from mechrare.config import apply_overrides, from_dict, read_source
+    from mechrare.toy.config import ToyConfig
+    from mechrare.toy.run import write_toy_run
+
+    t0 = time.perf_counter()
+    name, data = read_source(args.config) if args.config else ("toy", {})
+    cfg = from_dict(ToyConfig, apply_overrides(data, args.overrides), "toy")
+    run = write_toy_run(cfg, args.out, name=name, progress=not args.no_progress)
+    print(f"toy: wrote {run.path} (metrics.nc, analyses/interference, neurons, retention, toy)")
+    if not args.no_report:
+        cmd_report(argparse.Namespace(run=str(run.path), no_progress=args.no_progress))
+    print(f"mechrare toy: {time.perf_counter() - t0:.1f} s in all")
+    return 0
 
 
 def cmd_ls(args) -> int:

@@ -98,6 +98,9 @@ class MixtureConfig:
     tasks: list[TaskConfig] = field(default_factory=list)
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
     eval_examples: int = 256
+    #: task name -> factor multiplying its frequency (the paper's intervention:
+    #: show the rare task more often), e.g. ``--set mixture.upsample.facts:256=10``
+    upsample: dict[str, float] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
         _require(self.sequence_length >= 4, f"{path}.sequence_length", f"must be >= 4, got {self.sequence_length}")
@@ -106,6 +109,13 @@ class MixtureConfig:
         names = [t.name for t in self.tasks]
         dup = sorted({n for n in names if names.count(n) > 1})
         _require(not dup, f"{path}.tasks", f"task {dup[0] if dup else ''!r} appears twice; give each task once")
+        check_upsample(self.upsample, names, f"{path}.upsample")
+
+
+def check_upsample(upsample: dict[str, float], names: list[str], path: str) -> None:
+    for task, factor in upsample.items():
+        _require(task in names, f"{path}.{task}", f"no such task; tasks: {', '.join(names)}")
+        _require(factor > 0, f"{path}.{task}", f"the factor must be > 0, got {factor}")
 
 
 @dataclass
@@ -132,8 +142,26 @@ class CustomModelConfig:
 
 
 @dataclass
+class InterventionConfig:
+    """An extra model trained on a changed mixture: ``model`` (a ladder size or an
+    inline shape) with the tasks in ``upsample`` shown ``factor`` times as often
+    (on top of ``mixture.upsample``). It is named ``name``, by default
+    ``<model>-up<factor>``, and sits in the run beside the ladder."""
+
+    model: Union[str, CustomModelConfig]
+    upsample: dict[str, float]
+    name: str | None = None
+
+    def validate(self, path: str) -> None:
+        _require(len(self.upsample) >= 1, f"{path}.upsample", "name at least one task, e.g. upsample = { \"facts:256\" = 10 }")
+        for task, factor in self.upsample.items():
+            _require(factor > 0, f"{path}.upsample.{task}", f"the factor must be > 0, got {factor}")
+
+
+@dataclass
 class LadderConfig:
     models: list[Union[str, CustomModelConfig]] = field(default_factory=list)
+    interventions: list[InterventionConfig] = field(default_factory=list)
 
     def validate(self, path: str) -> None:
         _require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
@@ -207,6 +235,9 @@ class RunConfig:
 
     def validate(self, path: str) -> None:
         _require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
+        names = [t.name for t in self.mixture.tasks]
+        for i, iv in enumerate(self.ladder.interventions):
+            check_upsample(iv.upsample, names, f"{path}ladder.interventions[{i}].upsample")
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(dataclasses.asdict(self))

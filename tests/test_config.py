@@ -98,3 +98,19 @@ def test_unknown_source():
         load_config("no-such-preset")
     with pytest.raises(ConfigError, match="no such config file"):
         load_config("missing.toml")
+
+
+def test_upsample_override_and_interventions():
+    data = apply_overrides(base(), ["mixture.upsample.facts:4=10"])
+    cfg = RunConfig.from_dict(data)
+    assert cfg.mixture.upsample == {"facts:4": 10.0}
+    data = base()
+    data["ladder"]["interventions"] = [{"model": "d8-l1", "upsample": {"facts:9": 3}}]
+    with pytest.raises(ConfigError, match=r"ladder.interventions\[0\].upsample.facts:9: no such task"):
+        RunConfig.from_dict(data)
+    data["ladder"]["interventions"] = [{"model": "d8-l1", "upsample": {}}]
+    with pytest.raises(ConfigError, match=r"ladder.interventions\[0\].upsample: name at least one task"):
+        RunConfig.from_dict(data)
+    data["ladder"]["interventions"] = [{"model": "d8-l1", "upsample": {"facts:4": 3}, "colour": 1}]
+    with pytest.raises(ConfigError, match=r"ladder.interventions\[0\].colour: unknown key"):
+        RunConfig.from_dict(data)

@@ -13,16 +13,27 @@ from mechrare.data.mixture import Mixture
 BACKGROUND = "background"  # the non-task component, after the tasks in gradient and neuron datasets
 
 
-def run_mixture(store: CheckpointStore) -> Mixture:
-    """The run's task mixture, rebuilt from its manifest (same seed, same tasks)."""
+def run_mixture(store: CheckpointStore, model: str | None = None) -> Mixture:
+    """The run's task mixture, rebuilt from its manifest (same seed, same tasks);
+    with ``model``, the mixture that model was trained on (an intervention's
+    upsampled one)."""
     config = RunConfig.from_dict(store.manifest["config"])
-    return Mixture(config.mixture, config.seed)
+    mixture = Mixture(config.mixture, config.seed)
+    upsample = store.manifest["models"].get(model, {}).get("intervention", {}).get("upsample") if model else None
+    return mixture.with_upsample(upsample) if upsample else mixture
 
 
-def components(store: CheckpointStore, task_names: list[str]) -> tuple[list[str], list[float]]:
-    """The run's tasks plus ``background``, with their mixture shares (summing to 1)."""
+def components(store: CheckpointStore, task_names: list[str], model: str | None = None) -> tuple[list[str], list[float]]:
+    """The run's tasks plus ``background``, with their mixture shares (summing to 1);
+    with ``model``, the shares that model was trained on."""
     shares = {t["name"]: t["share"] for t in store.manifest["tasks"]}
+    if model is not None:
+        shares = store.manifest["models"][model].get("shares", shares)
     return task_names + [BACKGROUND], [shares[t] for t in task_names] + [1.0 - sum(shares.values())]
+
+
+def is_intervention(store: CheckpointStore, model: str) -> bool:
+    return "intervention" in store.manifest["models"][model]
 
 
 def resolve_torch_device(name: str):

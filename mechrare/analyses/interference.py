@@ -178,13 +178,14 @@ def run_interference(run, cfg: InterferenceConfig | None = None, models: list[st
 
     cfg = cfg or InterferenceConfig()
     store = CheckpointStore(run)
-    mixture = run_mixture(store)
     run_cfg = RunConfig.from_dict(store.manifest["config"])
     batch_size = cfg.batch_size or run_cfg.train.batch_size
-    mixture.check_batch_size(batch_size, "interference.batch_size")
     device = resolve_torch_device(cfg.device)
     parts = parts_dir(store, "interference", asdict(cfg))
     models = models or store.models()
+    mixtures = {m: run_mixture(store, m) for m in models}  # an intervention trained on its own mixture
+    for mixture in mixtures.values():
+        mixture.check_batch_size(batch_size, "interference.batch_size")
     todo = [c for c in store.iter_checkpoints(models) if not (parts / c.model / f"step_{c.step}.npz").is_file()]
     for ckpt in tqdm(todo, desc="interference", unit="ckpt", disable=not progress):
         steps = store.steps(ckpt.model)
@@ -192,11 +193,11 @@ def run_interference(run, cfg: InterferenceConfig | None = None, models: list[st
         next_step = steps[i + 1] if i + 1 < len(steps) else None
         model = store.load(ckpt.model, ckpt.step, device=str(device))
         next_params = _load_params(store, ckpt.model, next_step) if next_step is not None else None
-        out, groups = checkpoint_interference(model, mixture, cfg, batch_size, ckpt.step, next_params, next_step)
+        out, groups = checkpoint_interference(model, mixtures[ckpt.model], cfg, batch_size, ckpt.step, next_params, next_step)
         out["groups"] = np.array(groups)
         save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", out)
         del model, next_params
-    ds = assemble(store, mixture.task_names, parts, models, cfg)
+    ds = assemble(store, mixtures[models[0]].task_names, parts, models, cfg)
     write_dataset(ds, store.run.analysis_path("interference"))
     return ds
 

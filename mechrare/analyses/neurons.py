@@ -259,6 +259,7 @@ def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[
     claim = np.full((M, T), np.nan)
     for mi, m in enumerate(models):
         prev = None
+        mshare = np.array(components(store, task_names, m)[1])  # the shares this model was trained on
         mine = store.steps(m)
         floor = cfg.floor * found[(m, mine[0])].max(axis=1) if mine[0] == 0 else None
         for s in mine:
@@ -272,7 +273,7 @@ def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[
             if prev is not None:
                 moved = (prev != o) & (prev >= 0) & (o >= 0)
                 np.add.at(turnover[mi, si], (prev[moved], o[moved]), 1)
-                rare_to_common[mi, si] = int((share[prev[moved]] < share[o[moved]]).sum())
+                rare_to_common[mi, si] = int((mshare[prev[moved]] < mshare[o[moved]]).sum())
             prev = o
         idx = [steps.index(s) for s in mine]
         for t in range(T):

@@ -4,6 +4,7 @@ Signals per (model, task), each a series over the checkpoints, read from the
 datasets present in the run folder:
 
 * ``accuracy``: held-out exact match (metrics.nc);
+* ``retained_signal``: the toy model's s_k(U) (metrics.nc of a ``mechrare toy`` run);
 * ``probe``: the best layer's held-out probe accuracy on the task's ``answer``
   target (probes.nc);
 * ``neurons``: MLP neurons the task owns, all layers (neurons.nc);
@@ -40,8 +41,8 @@ from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import ConfigError
 
-SIGNALS = ("accuracy", "probe", "neurons", "sae")
-DEFAULT_MIN_RISE = {"accuracy": 0.05, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
+SIGNALS = ("accuracy", "retained_signal", "probe", "neurons", "sae")
+DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
 
 
 @dataclass
@@ -117,7 +118,9 @@ def load_signals(run: RunFolder, models: list[str], tasks: list[str]) -> dict:
     out = {}
     metrics = _open(run, "metrics")
     if metrics is not None:
-        out["accuracy"] = metrics.accuracy.sel(model=models, task=tasks)
+        for var in ("accuracy", "retained_signal"):  # retained_signal: the toy model's s_k(U)
+            if var in metrics:
+                out[var] = metrics[var].sel(model=models, task=tasks)
     probes = _open(run, "probes")
     if probes is not None:
         targets = [f"{t}/answer" for t in tasks]

@@ -9,6 +9,10 @@ tokens of a background sequence and is followed by ``<eos>`` and a fresh
 background document. ``sequence``: the instance is a sequence of its own,
 ``<eos>``, then padding (ignored by the loss).
 
+Upsampling. ``upsample = {task = factor}`` multiplies a task's frequency
+weight (the paper's intervention); :meth:`Mixture.with_upsample` gives the
+same mixture (vocabulary, eval sets, seed) with other weights.
+
 Schedules. By default a task is i.i.d.: each sequence carries it with
 probability frequency / sum(all frequencies, background included). With
 ``schedule = {every = N}`` the same long-run share arrives in bursts: every N
@@ -18,6 +22,7 @@ batches first), and none in between.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,6 +82,19 @@ class Mixture:
         self.eval_sets = [self._eval_set(task) for task in self.tasks]
         self._setup_weights(path)
 
+    def with_upsample(self, upsample: dict[str, float], path: str = "mixture") -> "Mixture":
+        """This mixture with the tasks in ``upsample`` shown ``factor`` times as often
+        (on top of the config's own ``upsample``); everything else is shared."""
+        import copy
+
+        merged = dict(self.cfg.upsample)
+        for task, factor in upsample.items():
+            merged[task] = merged.get(task, 1.0) * factor
+        other = copy.copy(self)
+        other.cfg = dataclasses.replace(self.cfg, upsample=merged)
+        other._setup_weights(path)
+        return other
+
     # -- construction ---------------------------------------------------------
     @staticmethod
     def _build_task(spec: TaskConfig, seed: int, words: list[str], path: str) -> Task:
@@ -87,7 +105,10 @@ class Mixture:
         return family(spec.complexity, spec.params, seed, words, path)
 
     def _setup_weights(self, path: str) -> None:
-        weights = np.array([t.frequency for t in self.specs] + [self.cfg.background.frequency], dtype=np.float64)
+        up = self.cfg.upsample
+        weights = np.array(
+            [t.frequency * up.get(t.name, 1.0) for t in self.specs] + [self.cfg.background.frequency], dtype=np.float64
+        )
         self.shares = weights / weights.sum()
         self.bursty = [i for i, t in enumerate(self.specs) if t.schedule is not None]
         free = [i for i in range(len(self.specs)) if i not in self.bursty] + [-1]

@@ -22,8 +22,8 @@ class ToyConfig:
     block: int = 4
     freq_exponent: float = 1.0
     alpha: float = 2.0
-    rare_frequency: float = 0.02
-    rare_scale: float = 1.0
+    rare_frequency: float = 0.05
+    rare_scale: float = 2.0  # with the defaults: N_crit = 6 of widths 1..12
     widths: list[int] = field(default_factory=lambda: list(range(1, 13)))
     steps: int = 4000
     batch_size: int = 256

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -14,7 +15,7 @@ from mechrare.checkpoints.run import RunFolder, first_difference, new_manifest
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
 from mechrare.errors import ConfigError, RunFolderError
-from mechrare.models.ladder import ModelShape, build_model, olmo2_config, olmo2_param_count, resolve_ladder
+from mechrare.models.ladder import ModelShape, build_model, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
 from mechrare.training.callbacks import (
     RESUME_FILE,
     CheckpointCallback,
@@ -68,6 +69,21 @@ class Plan:
         self.mixture = Mixture(config.mixture, config.seed)
         self.mixture.check_batch_size(config.train.batch_size)
         self.shapes: list[ModelShape] = resolve_ladder(config.ladder.models)
+        # interventions: extra models on a changed mixture (same vocabulary and eval sets)
+        self.mixtures: dict[str, Mixture] = {s.name: self.mixture for s in self.shapes}
+        self.interventions: dict[str, dict] = {}
+        for i, iv in enumerate(config.ladder.interventions):
+            path = f"ladder.interventions[{i}]"
+            base = resolve_model(iv.model, f"{path}.model")
+            name = iv.name or f"{base.name}-up" + "-".join(f"{f:g}" for f in iv.upsample.values())
+            if name in self.mixtures:
+                raise ConfigError(f"{path}.name: model {name!r} appears twice; give the intervention a name")
+            if any(c.isspace() or c in "/\\" for c in name):
+                raise ConfigError(f"{path}.name: {name!r} must not contain spaces or slashes (it names a folder)")
+            self.shapes.append(dataclasses.replace(base, name=name))
+            self.mixtures[name] = self.mixture.with_upsample(iv.upsample, f"{path}.upsample")
+            self.mixtures[name].check_batch_size(config.train.batch_size, f"{path}.upsample")
+            self.interventions[name] = {"base": base.name, "upsample": dict(iv.upsample)}
         ck = config.checkpoints
         self.schedule = checkpoint_steps(config.train.steps, ck.every, ck.log_spaced)
         self.resume_every = ck.resume_every or ck.every
@@ -97,6 +113,8 @@ class Plan:
                 "n_params": olmo2_param_count(s, vocab),
                 "reference_params": s.reference_params,
                 "status": "pending",
+                "shares": dict(zip(self.mixture.task_names, map(float, self.mixtures[s.name].shares[:-1]))),
+                **({"intervention": self.interventions[s.name]} if s.name in self.interventions else {}),
             }
             for s in self.shapes
         }
@@ -119,7 +137,9 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     run = RunFolder(out)
     if run.exists():
         manifest = run.read_manifest()
-        diff = first_difference(manifest["config"], plan.config.to_dict())
+        # normalised through RunConfig, so a folder written before a new setting existed still resumes
+        stored = RunConfig.from_dict(manifest["config"]).to_dict()
+        diff = first_difference(stored, plan.config.to_dict())
         if diff:
             raise RunFolderError(
                 f"{run.path}: holds a run with a different config (config.{diff}); "
@@ -137,7 +157,7 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     import torch
 
     cfg = plan.config
-    mixture = plan.mixture
+    mixture = plan.mixtures[shape.name]
     vocab = mixture.vocab
     model_cfg = olmo2_config(
         shape, len(vocab), cfg.mixture.sequence_length, vocab.pad_id, vocab.eos_id, cfg.train.init_std

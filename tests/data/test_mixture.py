@@ -105,3 +105,29 @@ def test_eval_sets_and_vocab():
         decoded = [m.vocab.decode(r) for r in es.input_ids[:3]]
         assert all(d[0] == task.marker for d in decoded)
     assert len(set(m.vocab.tokens)) == len(m.vocab)
+
+
+def test_upsample_multiplies_a_tasks_weight_and_keeps_the_rest():
+    base = build()
+    up = build(upsample={"compare:5": 4.0})
+    weights = np.array([0.2, 0.1 * 4, 0.1, 1.0])  # background frequency 1.0
+    assert np.allclose(up.shares, weights / weights.sum())
+    derived = base.with_upsample({"compare:5": 4.0})
+    assert np.allclose(derived.shares, up.shares)
+    assert np.allclose(base.shares, np.array([0.2, 0.1, 0.1, 1.0]) / 1.4)  # the original is untouched
+    assert derived.vocab is base.vocab and derived.eval_sets is base.eval_sets
+    counts = np.zeros(len(up.tasks) + 1)
+    for step in range(300):
+        counts += np.bincount(derived.batch(step, 64).task + 1, minlength=len(up.tasks) + 1)
+    assert np.allclose(counts[1:] / counts.sum(), up.shares[:-1], atol=0.015)
+    stacked = base.with_upsample({"compare:5": 2.0}).with_upsample({"compare:5": 2.0})
+    assert np.allclose(stacked.shares, up.shares)
+
+
+@pytest.mark.parametrize(
+    "upsample, key",
+    [({"nope:1": 2.0}, "mixture.upsample.nope:1"), ({"facts:8": 0.0}, "mixture.upsample.facts:8")],
+)
+def test_upsample_bad_input_names_the_key(upsample, key):
+    with pytest.raises(ConfigError, match=key):
+        build(upsample=upsample)

@@ -1,0 +1,206 @@
+"""``mechrare report RUN``: report/index.html (self-contained), report/summary.md, report/figures/*.png.
+
+The first screen of the HTML is the findings table (:mod:`mechrare.reports.findings`);
+the figures follow, embedded as base64 PNG so the file can be mailed or
+archived alone. Every file is written atomically; a rerun rebuilds the report
+from whatever the run folder holds now.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mechrare.checkpoints.atomic import atomic_file
+from mechrare.checkpoints.run import mechrare_version
+from mechrare.reports.data import RunData
+from mechrare.reports.figures import FIGURES, Skip, figure_names
+from mechrare.reports.findings import Finding, measure_findings
+
+NEEDS_COMMAND = {
+    "metrics": "mechrare train",
+    "probes": "mechrare analyze RUN --only probes",
+    "sae": "mechrare analyze RUN --only sae",
+    "neurons": "mechrare analyze RUN --only neurons",
+    "interference": "mechrare analyze RUN --only interference",
+    "retention": "mechrare analyze RUN --only retention",
+    "toy": "mechrare toy",
+}
+
+
+@dataclass
+class Rendered:
+    name: str
+    title: str
+    caption: str
+    png: bytes | None
+    note: str = ""  # why it was not drawn
+
+
+def render_figures(data: RunData, progress: bool = True) -> list[Rendered]:
+    from tqdm.auto import tqdm
+
+    if data.kind == "toy":
+        import mechrare.toy.report  # noqa: F401  (registers the toy figures)
+    out = []
+    for name in tqdm(figure_names(data), desc="figures", unit="fig", disable=not progress):
+        spec = FIGURES.get(name)
+        missing = spec.missing(data)
+        if missing:
+            how = "; ".join(f"`{NEEDS_COMMAND.get(m, m)}`" for m in missing)
+            out.append(Rendered(name, spec.title, spec.caption, None, f"not drawn: needs {', '.join(missing)} ({how})"))
+            continue
+        try:
+            fig = spec.draw(data)
+        except Skip as why:
+            out.append(Rendered(name, spec.title, spec.caption, None, f"not drawn: {why}"))
+            continue
+        import matplotlib.pyplot as plt
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        out.append(Rendered(name, spec.title, spec.caption, buf.getvalue()))
+    return out
+
+
+def _write_bytes(path: Path, payload: bytes) -> None:
+    with atomic_file(path) as tmp:
+        Path(tmp).write_bytes(payload)
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write_bytes(path, text.encode("utf-8"))
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+def findings_markdown(findings: list[Finding]) -> str:
+    lines = ["| finding | status | measured |", "|---|---|---|"]
+    for f in findings:
+        lines.append(f"| {f.claim} | **{f.status}** | {f.evidence} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
+    m = data.manifest
+    lines = [
+        f"# mechrare report: {m.get('name', data.run.path.name)}",
+        "",
+        f"Run folder `{data.run.path}`; {len(data.models)} models; rare task **{data.rare_task}** "
+        f"(share {data.shares[data.rare_task]:.3f}), common task **{data.common_task}** (share {data.shares[data.common_task]:.3f}).",
+        "",
+        "## Findings",
+        "",
+        findings_markdown(findings),
+        "",
+        "How each status was decided:",
+        "",
+    ]
+    lines += [f"- ({f.key}) {f.rule}" for f in findings]
+    lines += ["", "## Models", "", model_table_markdown(data), "", "## Figures", ""]
+    for r in figures:
+        if r.png is None:
+            lines.append(f"- {r.title}: {r.note}")
+        else:
+            lines.append(f"- [{r.title}](figures/{r.name}.png): {r.caption}")
+    lines += ["", f"_mechrare {mechrare_version()}, {time.strftime('%Y-%m-%d %H:%M')}_", ""]
+    return "\n".join(lines)
+
+
+def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
+    var = "retained_signal" if data.kind == "toy" else "accuracy"
+    header = ["model", "parameters", "trained on"] + [f"{t} final {'s_k' if data.kind == 'toy' else 'acc.'}" for t in data.tasks]
+    rows = []
+    for model in data.ladder + data.interventions:
+        iv = data.intervention(model)
+        mix = ", ".join(f"{t} x{f:g}" for t, f in iv["upsample"].items()) if iv else "the run's mixture"
+        accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else 3):.3f}" if data.metrics is not None else "-" for t in data.tasks]
+        rows.append([model, f"{data.n_params(model):,}", mix] + accs)
+    return header, rows
+
+
+def model_table_markdown(data: RunData) -> str:
+    header, rows = model_rows(data)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# -- HTML -------------------------------------------------------------------------------------
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;margin:1.2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em;margin:.2em 0} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.92em;margin:.6em 0} td,th{border:1px solid #ccc;padding:.35em .55em;vertical-align:top;text-align:left}
+th{background:#f3f3f3} .holds{background:#dff3df;font-weight:600} .fails{background:#fbe3e3;font-weight:600}
+.missing{background:#eee;color:#555} .meta{color:#555;font-size:.9em} figure{margin:1.2em 0}
+figure img{max-width:100%;border:1px solid #eee} figcaption{color:#444;font-size:.9em} .note{color:#777;font-style:italic}
+"""
+
+STATUS_CLASS = {"holds": "holds", "does not hold": "fails", "not measured": "missing"}
+
+
+def _e(text: str) -> str:
+    return html.escape(str(text))
+
+
+def html_report(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
+    m = data.manifest
+    rows = "".join(
+        f"<tr><td>{_e(f.claim)}</td><td class='{STATUS_CLASS.get(f.status, '')}'>{_e(f.status)}</td>"
+        f"<td>{_e(f.evidence)}</td></tr>"
+        for f in findings
+    )
+    rules = "".join(f"<li>({_e(f.key)}) {_e(f.rule)}</li>" for f in findings)
+    header, mrows = model_rows(data)
+    models = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in mrows
+    )
+    figs = []
+    for r in figures:
+        if r.png is None:
+            figs.append(f"<h2>{_e(r.title)}</h2><p class='note'>{_e(r.note)}</p>")
+            continue
+        b64 = base64.b64encode(r.png).decode("ascii")
+        figs.append(
+            f"<h2 id='{_e(r.name)}'>{_e(r.title)}</h2><figure><img alt='{_e(r.title)}' src='data:image/png;base64,{b64}'>"
+            f"<figcaption>{_e(r.caption)}</figcaption></figure>"
+        )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mechrare report: {_e(m.get('name', ''))}</title>
+<style>{CSS}</style></head><body>
+<h1>Feature-retention report: {_e(m.get('name', data.run.path.name))}</h1>
+<p class="meta">rare task <b>{_e(data.rare_task)}</b> (share {data.shares[data.rare_task]:.3f}), common task
+<b>{_e(data.common_task)}</b> (share {data.shares[data.common_task]:.3f}); {len(data.models)} models; run folder {_e(data.run.path)}</p>
+<h2>Findings</h2>
+<table id="findings"><tr><th>finding</th><th>status</th><th>measured</th></tr>{rows}</table>
+<details><summary class="meta">how each status was decided</summary><ul class="meta">{rules}</ul></details>
+<h2>Models</h2><table>{models}</table>
+{''.join(figs)}
+<p class="meta">mechrare {_e(mechrare_version())}, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
+</body></html>
+"""
+
+
+def build_report(run: str | Path, progress: bool = True) -> Path:
+    """Write report/index.html, report/summary.md and report/figures/*.png; returns the HTML path."""
+    data = RunData.load(run)
+    findings = measure_findings(data) if data.kind == "ladder" else toy_findings(data)
+    figures = render_figures(data, progress=progress)
+    folder = data.run.path / "report"
+    for r in figures:
+        if r.png is not None:
+            _write_bytes(folder / "figures" / f"{r.name}.png", r.png)
+    _write_text(folder / "summary.md", summary_markdown(data, findings, figures))
+    index = folder / "index.html"
+    _write_text(index, html_report(data, findings, figures))
+    return index
+
+
+def toy_findings(data: RunData) -> list[Finding]:
+    from mechrare.toy.report import measure_toy_findings
+
+    return measure_toy_findings(data)

@@ -1,0 +1,201 @@
+"""The findings table: each of the paper's claims measured on this run.
+
+Every finding is a function of the run's datasets that returns its status
+(``holds``, ``does not hold``, or ``not measured`` with the command that would
+measure it), the numbers behind it and the rule used to decide. None is
+asserted: a status is only ever read off the numbers.
+
+The rare task is the least frequent one, the common task the most frequent;
+"final" is the mean over a model's last three checkpoints. Ladder findings use
+the ladder's models (interventions excluded), smallest first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from mechrare.reports.data import RunData
+
+HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
+
+
+@dataclass
+class Finding:
+    key: str
+    claim: str
+    status: str
+    evidence: str  # the measured numbers, one line
+    rule: str  # how the status was decided
+
+
+FINDINGS: list[Callable[[RunData], Finding]] = []
+
+
+def finding(fn: Callable[[RunData], Finding]) -> Callable[[RunData], Finding]:
+    FINDINGS.append(fn)
+    return fn
+
+
+def measure_findings(data: RunData) -> list[Finding]:
+    return [fn(data) for fn in FINDINGS]
+
+
+def _fmt(values: dict[str, float], digits: int = 3) -> str:
+    return ", ".join(f"{m} {v:.{digits}f}" for m, v in values.items())
+
+
+def _monotone(values: list[float], decreasing: bool = False, tol: float = 0.0) -> bool:
+    diffs = np.diff(values) * (-1 if decreasing else 1)
+    return bool(np.all(diffs >= -tol))
+
+
+# -- (a) ----------------------------------------------------------------------------------
+@finding
+def rare_accuracy_rises_with_size(data: RunData) -> Finding:
+    claim = "(a) At a fixed frequency, rare-task final accuracy rises with model size"
+    rare = data.rare_task
+    rule = (
+        "holds if no step down the ladder is significant (each drop < 1 binomial s.e.) and the largest model "
+        "beats the smallest by > 2 s.e."
+    )
+    if data.metrics is None or len(data.ladder) < 2:
+        return Finding("a", claim, MISSING, "needs metrics.nc and at least two ladder models (`mechrare train`)", rule)
+    acc = {m: data.final("accuracy", m, rare) for m in data.ladder}
+    n = max(data.eval_examples(rare), 1)
+    p = float(np.nanmean(list(acc.values())))
+    se = float(np.sqrt(max(p * (1 - p), 1e-4) / n))
+    values = list(acc.values())
+    ok = _monotone(values, tol=se) and values[-1] - values[0] > 2 * se * np.sqrt(2)
+    evidence = f"{rare} final accuracy: {_fmt(acc)} (s.e. {se:.3f}, {n} eval items)"
+    return Finding("a", claim, HOLDS if ok else FAILS, evidence, rule)
+
+
+# -- (b) ----------------------------------------------------------------------------------
+@finding
+def common_claims_first(data: RunData) -> Finding:
+    claim = "(b) Common tasks reach their claim_step before rare tasks"
+    common, rare = data.common_task, data.rare_task
+    ds = data.get("neurons")
+    rule = f"holds if claim_step({common}) < claim_step({rare}) in every ladder model (never claimed counts as last)"
+    if ds is None or not data.ladder:
+        return Finding("b", claim, MISSING, "needs neurons.nc (`mechrare analyze RUN --only neurons`)", rule)
+    parts, wins = [], 0
+    for m in data.ladder:
+        c = float(ds.claim_step.sel(model=m, task=common))
+        r = float(ds.claim_step.sel(model=m, task=rare))
+        first = (np.inf if np.isnan(c) else c) < (np.inf if np.isnan(r) else r)
+        wins += first
+        parts.append(f"{m} {_step(c)} vs {_step(r)}")
+    evidence = f"claim_step {common} vs {rare}: " + "; ".join(parts) + f" (earlier in {wins} of {len(data.ladder)})"
+    return Finding("b", claim, HOLDS if wins == len(data.ladder) else FAILS, evidence, rule)
+
+
+def _step(value: float) -> str:
+    return "never" if np.isnan(value) else str(int(value))
+
+
+# -- (c) ----------------------------------------------------------------------------------
+@finding
+def smallest_model_overwrites(data: RunData) -> Finding:
+    claim = "(c) In the smallest model, some rare-task signal rises and is then overwritten"
+    ds = data.get("retention")
+    rule = "holds if retention.nc has at least one overwrite event for (smallest model, rare task); else not observed"
+    if ds is None or not data.ladder:
+        return Finding("c", claim, MISSING, "needs retention.nc (`mechrare analyze RUN --only retention`)", rule)
+    small, rare = data.ladder[0], data.rare_task
+    events = [
+        e for e in retention_events(ds) if e["model"] == small and e["task"] == rare
+    ]
+    if not events:
+        signals = ", ".join(str(s) for s in ds.signal.values)
+        evidence = f"not observed: no overwrite event for {small} / {rare} in any signal ({signals})"
+        return Finding("c", claim, FAILS, evidence, rule)
+    parts = [
+        f"{e['signal']} peak {e['peak_step']:.0f} -> {e['overwrite_step']:.0f} (drop {e['drop']:.3g}, "
+        f"interference {e['interference']:+.3f})"
+        for e in events
+    ]
+    return Finding("c", claim, HOLDS, f"{small} / {rare}: " + "; ".join(parts), rule)
+
+
+def retention_events(ds) -> list[dict]:
+    if "event" not in ds.dims or ds.sizes["event"] == 0:
+        return []
+    keys = ("model", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
+    cols = {k: ds[f"event_{k}"].values for k in keys if f"event_{k}" in ds}
+    return [
+        {k: (str(v[i]) if v.dtype.kind in "US" else float(v[i])) for k, v in cols.items()}
+        for i in range(ds.sizes["event"])
+    ]
+
+
+# -- (d) ----------------------------------------------------------------------------------
+def interference_by_model(data: RunData) -> dict[str, tuple[float, float]]:
+    """Per ladder model: (mean -cos(g_common, g_rare) over checkpoints after step 0,
+    summed loss_change of the rare task caused by the common task's updates)."""
+    ds = data.analyses["interference"]
+    common, rare = data.common_task, data.rare_task
+    out = {}
+    for m in data.ladder:
+        cos = ds.grad_cosine.sel(model=m, task=common, other_task=rare)
+        cos = cos.where(cos.step > 0).values
+        lc = ds.loss_change.sel(model=m, task=rare, other_task=common).values
+        out[m] = (float(-np.nanmean(cos)), float(np.nansum(lc)))
+    return out
+
+
+@finding
+def interference_lower_when_larger(data: RunData) -> Finding:
+    claim = "(d) Common-rare gradient interference (negative cosine or loss_change) is lower in larger models"
+    rule = (
+        "holds if, going up the ladder, both -mean cos(g_common, g_rare) and the summed loss_change of the rare "
+        "task from the common task's updates never rise"
+    )
+    if "interference" not in data.analyses or len(data.ladder) < 2:
+        return Finding("d", claim, MISSING, "needs interference.nc (`mechrare analyze RUN --only interference`)", rule)
+    by = interference_by_model(data)
+    neg_cos = [v[0] for v in by.values()]
+    lc = [v[1] for v in by.values()]
+    ok = _monotone(neg_cos, decreasing=True) and _monotone(lc, decreasing=True)
+    evidence = (
+        f"-mean cos({data.common_task}, {data.rare_task}): "
+        + ", ".join(f"{m} {v[0]:+.3f}" for m, v in by.items())
+        + "; summed loss_change(rare <- common): "
+        + ", ".join(f"{m} {v[1]:+.3f}" for m, v in by.items())
+    )
+    return Finding("d", claim, HOLDS if ok else FAILS, evidence, rule)
+
+
+# -- (e) ----------------------------------------------------------------------------------
+@finding
+def upsampling_closes_the_gap(data: RunData) -> Finding:
+    claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
+    rare = data.rare_task
+    rule = (
+        "gap = final rare accuracy of the largest ladder model minus the intervention's base model; holds if the "
+        "upsampled model closes at least half of it"
+    )
+    chosen = [m for m in data.interventions if rare in data.intervention(m)["upsample"]]
+    if data.metrics is None or not chosen or len(data.ladder) < 2:
+        how = "add `[[ladder.interventions]]` with the rare task upsampled (the quickstart has one)"
+        return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", rule)
+    up = chosen[0]
+    base, large = data.intervention(up)["base"], data.ladder[-1]
+    if base not in data.ladder:
+        return Finding("e", claim, MISSING, f"the intervention's base model {base} is not in this run's ladder", rule)
+    acc = {m: data.final("accuracy", m, rare) for m in (base, up, large)}
+    gap = acc[large] - acc[base]
+    factor = data.intervention(up)["upsample"][rare]
+    evidence = f"{rare} final accuracy: {base} {acc[base]:.3f}, {up} (x{factor:g}) {acc[up]:.3f}, {large} {acc[large]:.3f}"
+    if gap <= 0:
+        return Finding("e", claim, FAILS, evidence + f"; no gap to close ({large} is not ahead of {base})", rule)
+    closed = (acc[up] - acc[base]) / gap
+    evidence += f"; {closed:.1%} of the gap to {large} closed"
+    bigger = [m for m in data.ladder if data.n_params(m) > data.n_params(base)]
+    if bigger and bigger[0] != large:  # context: the next size up
+        nxt = bigger[0]
+        evidence += f" ({nxt}: {data.final('accuracy', nxt, rare):.3f})"
+    return Finding("e", claim, HOLDS if closed >= 0.5 else FAILS, evidence, rule)

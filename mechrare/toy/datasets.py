@@ -1,0 +1,156 @@
+"""The toy run's datasets, under the names of the ladder run's (see :mod:`mechrare.toy.run`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+
+from mechrare.checkpoints.metrics import model_step_coords, write_dataset
+from mechrare.checkpoints.run import RunFolder, mechrare_version
+from mechrare.toy import theory
+from mechrare.toy.config import ToyConfig
+
+LEARNED = 0.5  # a direction is learned when its gain (V U^T)_jj first reaches this
+
+
+def _stack(rows: list[dict], key: str) -> np.ndarray:
+    """[W, S, ...] from per-checkpoint arrays [W, ...]."""
+    return np.stack([r[key] for r in rows], 1)
+
+
+def _attrs(run: RunFolder, analysis: str, cfg: ToyConfig, **extra) -> dict:
+    import json
+
+    return {"mechrare_version": mechrare_version(), "run": str(run.path), "analysis": analysis,
+            "analysis_config": json.dumps(asdict(cfg), sort_keys=True), "kind": "toy", **extra}
+
+
+def crossing_step(steps: np.ndarray, values: np.ndarray, level: float) -> float:
+    """First step where ``values`` reaches ``level``, linearly interpolated between checkpoints; NaN if never."""
+    hit = np.flatnonzero(values >= level)
+    if not len(hit):
+        return np.nan
+    i = hit[0]
+    if i == 0:
+        return float(steps[0])
+    x0, x1, y0, y1 = steps[i - 1], steps[i], values[i - 1], values[i]
+    return float(x0 + (level - y0) * (x1 - x0) / (y1 - y0)) if y1 != y0 else float(x1)
+
+
+def measured_critical_width(widths: list[int], final_rare: np.ndarray, level: float = 0.5) -> float:
+    """Smallest width from which on every wider model keeps s_r >= ``level``; NaN if none."""
+    ok = final_rare >= level
+    for i in range(len(widths)):
+        if ok[i:].all():
+            return float(widths[i])
+    return np.nan
+
+
+def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: bool = True) -> None:
+    import xarray as xr
+
+    from mechrare.analyses.neurons import claim_step, ownership
+    from mechrare.analyses.retention import RetentionConfig, run_retention
+
+    manifest = run.read_manifest()
+    models = [f"w{w}" for w in cfg.widths]
+    tasks = cfg.task_names()
+    steps = [r["step"] for r in rows]
+    coords = {**model_step_coords(manifest, models, steps), "task": tasks}
+    pi, lam = cfg.frequencies(), cfg.spectra()
+    share = ("task", pi)
+
+    # -- metrics.nc ----------------------------------------------------------------------
+    signal, loss = _stack(rows, "retained_signal"), _stack(rows, "loss")
+    metrics = xr.Dataset(
+        {
+            "retained_signal": (("model", "step", "task"), signal, {"long_name": "s_k(U) = Tr(P_U C_k) / Tr(C_k)"}),
+            "loss": (("model", "step", "task"), loss, {"long_name": "population loss of the task"}),
+            "rare_seen": (("step",), np.array([r["rare_seen"] for r in rows]), {"long_name": "rare samples seen so far"}),
+        },
+        coords={**coords, "frequency": share, "complexity": ("task", [cfg.block] * len(tasks))},
+        attrs={"mechrare_version": mechrare_version(), "run": str(run.path), "analysis": "metrics", "kind": "toy"},
+    )
+    write_dataset(metrics, run.metrics_path)
+
+    # -- interference.nc ---------------------------------------------------------------------
+    gram = _stack(rows, "gram")  # [W, S, K, K]
+    norm = np.sqrt(np.einsum("wskk->wsk", gram))
+    lc = _stack(rows, "loss_change")
+    lc[:, 0] = np.nan  # nothing happened before step 0
+    actual = np.concatenate([np.full_like(loss[:, :1], np.nan), np.diff(loss, axis=1)], 1)
+    dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
+    interference = xr.Dataset(
+        {
+            "grad_norm": (dims, norm, {"long_name": "norm of the task's population loss gradient"}),
+            "grad_cosine": (dims2, gram / (norm[..., :, None] * norm[..., None, :]), {"long_name": "cosine between population loss gradients"}),
+            "loss_change": (dims2, lc, {"long_name": "first-order change of task's loss from other_task's part of the updates since the previous checkpoint"}),
+            "loss_change_total": (dims, lc.sum(-1), {"long_name": "first-order change of the task's loss from all updates"}),
+            "loss_change_actual": (dims, actual, {"long_name": "measured change of the task's population loss"}),
+            "task_loss": (dims, loss),
+            "cos_nontask_ref": (dims, _stack(rows, "cos_nontask_ref"), {"long_name": "cos(g_nt, g_task) on the task's top encoder units"}),
+            "cos_batch_ref": (dims, _stack(rows, "cos_batch_ref"), {"long_name": "cos(g, g_task) on the task's top encoder units"}),
+            "top_k": (("model",), np.array([max(1, -(-w // 4)) for w in cfg.widths])),
+        },
+        coords={**coords, "other_task": tasks, "share": share},
+        attrs=_attrs(run, "interference", cfg),
+    )
+    write_dataset(interference, run.analysis_path("interference"))
+
+    # -- neurons.nc (encoder units) -------------------------------------------------------------
+    alloc = _stack(rows, "allocation")  # [W, S, n, K]
+    W, S, N, K = alloc.shape
+    owner = np.full((W, S, 1, N), -1, dtype=np.int16)
+    n_claimed = np.zeros((W, S, 1, K), dtype=np.int32)
+    claim = np.full((W, K), np.nan)
+    for wi, width in enumerate(cfg.widths):
+        floor = alloc[wi, 0, None, :width].max(axis=1)  # [1, K]: the largest allocation at initialisation
+        for si in range(S):
+            o = ownership(alloc[wi, si, None, :width], floor, min_share=2.0, selectivity=2.0)
+            owner[wi, si, :, :width] = o
+            n_claimed[wi, si, 0] = [(o == k).sum() for k in range(K)]
+        for k in range(K):
+            claim[wi, k] = claim_step(steps, n_claimed[wi, :, 0, k], 1, 2)
+    neurons = xr.Dataset(
+        {
+            "allocation": (("model", "step", "layer", "neuron", "task"), alloc[:, :, None], {"long_name": "u^T C_k u * ||P_k v||^2 per encoder unit"}),
+            "owner": (("model", "step", "layer", "neuron"), owner),
+            "n_claimed": (("model", "step", "layer", "task"), n_claimed),
+            "claim_step": (("model", "task"), claim, {"long_name": "first step with >= 1 owned unit, held 2 more checkpoints"}),
+        },
+        coords={**coords, "layer": [0], "neuron": np.arange(N), "share": share},
+        attrs=_attrs(run, "neurons", cfg),
+    )
+    write_dataset(neurons, run.analysis_path("neurons"))
+
+    # -- toy.nc: theory beside measurement ----------------------------------------------------
+    gain = _stack(rows, "gain")  # [W, S, K, m]
+    learned = np.full((W, K, cfg.block), np.nan)
+    for wi in range(W):
+        for k in range(K):
+            for j in range(cfg.block):
+                learned[wi, k, j] = crossing_step(np.array(steps), gain[wi, :, k, j], LEARNED)
+    final_rare = signal[:, -1, -1]
+    predicted = np.stack([theory.predicted_signal(pi, lam, w) for w in cfg.widths])
+    toy = xr.Dataset(
+        {
+            "gain": (("model", "step", "task", "direction"), gain, {"long_name": "(V U^T)_jj: how much of direction j is reconstructed"}),
+            "learned_step": (("model", "task", "direction"), learned, {"long_name": f"first step with gain >= {LEARNED} (interpolated)"}),
+            "utility": (("task", "direction"), theory.utilities(pi, lam), {"long_name": "pi_k lambda_kj"}),
+            "predicted_signal": (("model", "task"), predicted, {"long_name": "s_k of the top-N eigenspace of M"}),
+            "final_signal": (("model", "task"), signal[:, -1], {"long_name": "measured s_k at the last step"}),
+        },
+        coords={**{k: v for k, v in coords.items() if k != "task"}, "task": tasks, "direction": np.arange(cfg.block), "width": ("model", cfg.widths)},
+        attrs=_attrs(
+            run, "toy", cfg,
+            critical_width=theory.critical_width(pi, lam),
+            measured_critical_width=measured_critical_width(cfg.widths, final_rare),
+            half_signal_width=theory.half_signal_width(pi, lam),
+        ),
+    )
+    write_dataset(toy, run.analysis_path("toy"))
+
+    # -- retention.nc: the LM analysis itself, on s_k and the unit claims ------------------------
+    # s_k is a closed-form population quantity (no eval noise): no smoothing; widths are small: one unit counts
+    run_retention(run.path, RetentionConfig(smooth=1, min_rise={"neurons": 1.0}), progress=progress)

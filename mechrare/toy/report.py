@@ -1,0 +1,150 @@
+"""The toy run's findings (theory against measurement) and its figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from mechrare.reports.data import RunData
+from mechrare.reports.figures import FIGURES, FigureSpec, Skip, _grid, _plt, _step_axis
+from mechrare.reports.findings import FAILS, HOLDS, MISSING, Finding, retention_events
+
+
+def toy_config(data: RunData) -> dict:
+    return data.manifest["config"]
+
+
+def learning_order(data: RunData) -> tuple[float, int]:
+    """Spearman correlation between utility and learning speed (1 / learned_step) over the
+    (task, direction) pairs the widest model learned; and how many pairs that was."""
+    from scipy.stats import spearmanr
+
+    toy = data.analyses["toy"]
+    widest = str(toy.model.values[-1])
+    steps = toy.learned_step.sel(model=widest).values.ravel()
+    util = toy.utility.values.ravel()
+    ok = np.isfinite(steps)
+    if ok.sum() < 3:
+        return np.nan, int(ok.sum())
+    return float(spearmanr(util[ok], -steps[ok]).statistic), int(ok.sum())
+
+
+def bursty_cycles(data: RunData) -> dict:
+    """For a bursty run: bursts delivered, the narrowest width's overwrite events of s_r, and
+    which widths at or above N_crit keep the rare task to the end."""
+    cfg = toy_config(data)
+    ret, toy = data.analyses["retention"], data.analyses["toy"]
+    narrow = str(toy.model.values[0])
+    events = [e for e in retention_events(ret) if e["model"] == narrow and e["task"] == data.rare_task and e["signal"] == "retained_signal"]
+    steps = toy.step.values
+    gaps = int(cfg["steps"] // cfg["gap"])
+    crit = int(toy.attrs["critical_width"])
+    final = toy.final_signal.sel(task=data.rare_task)
+    wide = {str(m): float(final.sel(model=m)) for m, w in zip(toy.model.values, toy.width.values) if w >= crit}
+    return {"narrow": narrow, "events": events, "gaps": gaps, "last_step": int(steps[-1]), "wide_final": wide, "critical_width": crit}
+
+
+def measure_toy_findings(data: RunData) -> list[Finding]:
+    toy = data.analyses.get("toy")
+    if toy is None:
+        return [Finding("T", "toy theory", MISSING, "needs analyses/toy.nc (`mechrare toy`)", "")]
+    out = []
+    pred, meas = toy.attrs["critical_width"], float(toy.attrs["measured_critical_width"])
+    widths = list(toy.width.values)
+    finals = ", ".join(f"w{w} {v:.2f}" for w, v in zip(widths, toy.final_signal.sel(task=data.rare_task).values))
+    rule = "holds if the smallest width from which on every model keeps s_r >= 0.5 at the end is within 1 of N_crit"
+    claim = "(t1) The rare task survives from the predicted critical width N_crit = min{N : mu_N^F <= pi_r lambda_r1} on"
+    if np.isnan(meas):
+        out.append(Finding("t1", claim, FAILS if pred <= max(widths) else MISSING,
+                           f"predicted N_crit {pred}; no trained width keeps the rare task (final s_r: {finals})", rule))
+    else:
+        out.append(Finding("t1", claim, HOLDS if abs(meas - pred) <= 1 else FAILS,
+                           f"predicted N_crit {pred}, measured {meas:.0f} (final s_r: {finals})", rule))
+    rho, n = learning_order(data)
+    rule = "holds if Spearman(utility, 1 / learned step) >= 0.9 over the directions the widest model learned"
+    claim = "(t2) Features are learned in order of utility pi_k lambda_kj"
+    status = MISSING if np.isnan(rho) else HOLDS if rho >= 0.9 else FAILS
+    out.append(Finding("t2", claim, status, f"Spearman {rho:.3f} over {n} (task, direction) pairs learned by the widest model", rule))
+    claim = "(t3) Bursty injection: the narrowest model learns and forgets the rare task every gap; widths >= N_crit accumulate it"
+    rule = "holds if the narrowest width has an s_r overwrite event in at least all but one gap and every width >= N_crit ends with s_r >= 0.5"
+    if not toy_config(data).get("gap"):
+        out.append(Finding("t3", claim, MISSING, "this run is i.i.d.; run `mechrare toy --set gap=G` for the bursty schedule", rule))
+    else:
+        b = bursty_cycles(data)
+        wide_ok = bool(b["wide_final"]) and all(v >= 0.5 for v in b["wide_final"].values())
+        ok = len(b["events"]) >= b["gaps"] - 1 and wide_ok
+        wide = ", ".join(f"{m} {v:.2f}" for m, v in b["wide_final"].items()) or "none trained"
+        out.append(Finding("t3", claim, HOLDS if ok else FAILS,
+                           f"{b['narrow']}: {len(b['events'])} overwrite events of s_r in {b['gaps']} gaps; final s_r at widths >= {b['critical_width']}: {wide}", rule))
+    return out
+
+
+# -- figures -------------------------------------------------------------------------------------
+def draw_signal(data: RunData):
+    toy, metrics = data.analyses["toy"], data.metrics
+    plt = _plt()
+    fig, axes = _grid(2, ncols=2, sharex=False, size=(5.5, 3.4))
+    cmap = plt.get_cmap("viridis")
+    widths = list(toy.width.values)
+    for i, m in enumerate(toy.model.values):
+        axes[0].plot(metrics.step.values, metrics.retained_signal.sel(model=m, task=data.rare_task).values,
+                     color=cmap(i / max(len(widths) - 1, 1)), label=str(m), lw=1.2)
+    axes[0].set_ylabel(f"s_r(U), rare task")
+    axes[0].set_title("rare-task signal over training, one line per width", fontsize=10)
+    _step_axis(axes[0])
+    axes[0].legend(fontsize=6, ncol=2)
+    for k, task in enumerate(data.tasks):
+        color = plt.get_cmap("tab10")(k)
+        axes[1].plot(widths, toy.final_signal.sel(task=task).values, "o", color=color, label=f"{task} measured", ms=4)
+        axes[1].plot(widths, toy.predicted_signal.sel(task=task).values, "-", color=color, alpha=0.6, lw=1)
+    pred, meas = toy.attrs["critical_width"], float(toy.attrs["measured_critical_width"])
+    axes[1].axvline(pred, color="black", ls="--", lw=1, label=f"predicted N_crit = {pred}")
+    if np.isfinite(meas):
+        axes[1].axvline(meas, color="red", ls=":", lw=1.5, label=f"measured = {meas:.0f}")
+    axes[1].set_xlabel("encoder width N")
+    axes[1].set_ylabel("final s_k (dots) vs theory (lines)")
+    axes[1].set_title("critical width: theory vs measurement", fontsize=10)
+    axes[1].legend(fontsize=6)
+    axes[1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def draw_order(data: RunData):
+    toy = data.analyses["toy"]
+    widest = str(toy.model.values[-1])
+    steps = toy.learned_step.sel(model=widest).values
+    util = toy.utility.values
+    if not np.isfinite(steps).any():
+        raise Skip(f"{widest} learned no direction to gain {0.5}")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for k, task in enumerate(data.tasks):
+        ax.scatter(util[k], steps[k], label=task, s=18, color=plt.get_cmap("tab10")(k))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    rho, n = learning_order(data)
+    ax.set_xlabel("utility pi_k lambda_kj")
+    ax.set_ylabel("step the direction is learned (gain >= 0.5)")
+    ax.set_title(f"learning order in {widest}: Spearman(utility, speed) = {rho:.3f} ({n} directions)", fontsize=9)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES.add("toy_signal", FigureSpec(
+    "Rare-task signal and the critical width",
+    "Left: s_r(U) = Tr(P_U C_r)/Tr(C_r) over training per width. Right: final s_k per task against the "
+    "top-N-eigenspace prediction; dashed: predicted N_crit, dotted: measured.",
+    ("metrics", "toy"), draw_signal, order=5, kinds=("toy",)))
+FIGURES.add("toy_order", FigureSpec(
+    "Learning order",
+    "Step at which each (task, direction) is learned by the widest model against its utility pi_k lambda_kj.",
+    ("toy",), draw_order, order=6, kinds=("toy",)))
+
+
+def describe_config(data: RunData) -> str:
+    return json.dumps(toy_config(data), sort_keys=True)

@@ -1,0 +1,140 @@
+"""The findings table: each status is read off hand-built datasets with known answers."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mechrare.checkpoints.run import RunFolder
+from mechrare.reports.data import RunData
+from mechrare.reports.findings import FAILS, HOLDS, MISSING, measure_findings
+
+TASKS = ["common:1", "rare:1"]
+LADDER = ["s", "m", "l"]
+STEPS = [0, 10, 20, 30, 40]
+
+
+def manifest(intervention=True):
+    models = {m: {"n_params": n} for m, n in zip(LADDER, (100, 400, 1600))}
+    if intervention:
+        models["s-up"] = {"n_params": 100, "intervention": {"base": "s", "upsample": {"rare:1": 10.0}}}
+    return {
+        "name": "synthetic",
+        "tasks": [
+            {"name": "common:1", "share": 0.3, "complexity": 1, "eval_examples": 400},
+            {"name": "rare:1", "share": 0.03, "complexity": 1, "eval_examples": 400},
+        ],
+        "models": models,
+    }
+
+
+def metrics(final_rare: dict[str, float]):
+    models = list(final_rare)
+    acc = np.zeros((len(models), len(STEPS), 2))
+    for i, m in enumerate(models):
+        acc[i, :, 0] = np.linspace(0, 1, len(STEPS))
+        acc[i, :, 1] = np.linspace(0, final_rare[m], len(STEPS))
+        acc[i, -3:, 1] = final_rare[m]  # "final" = mean of the last three checkpoints
+    return xr.Dataset(
+        {"accuracy": (("model", "step", "task"), acc)},
+        coords={"model": models, "step": STEPS, "task": TASKS, "tokens": ("step", np.array(STEPS) * 10)},
+    )
+
+
+def data(final_rare, analyses=None, intervention=True, tmp="/nonexistent"):
+    return RunData(RunFolder(tmp), manifest(intervention), metrics(final_rare), analyses or {})
+
+
+def by_key(d):
+    return {f.key: f for f in measure_findings(d)}
+
+
+def test_a_rare_accuracy_rises_with_size():
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}))["a"]
+    assert f.status == HOLDS and "s 0.100, m 0.200, l 0.400" in f.evidence
+    # a significant step down the ladder breaks it (s.e. ~ 0.02 here)
+    assert by_key(data({"s": 0.1, "m": 0.5, "l": 0.4, "s-up": 0.3}))["a"].status == FAILS
+    # flat within noise is not a rise
+    assert by_key(data({"s": 0.30, "m": 0.30, "l": 0.31, "s-up": 0.3}))["a"].status == FAILS
+
+
+def test_e_gap_closed_fraction():
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.35}))["e"]
+    assert f.status == HOLDS and "62.5% of the gap to l closed (m: 0.200)" in f.evidence  # (0.35-0.1)/(0.5-0.1)
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.2}))["e"]
+    assert f.status == FAILS and "25.0% of the gap to l closed" in f.evidence
+    f = by_key(data({"s": 0.5, "m": 0.2, "l": 0.4, "s-up": 0.6}))["e"]
+    assert f.status == FAILS and "no gap to close" in f.evidence
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5}, intervention=False))["e"]
+    assert f.status == MISSING and "ladder.interventions" in f.evidence
+
+
+def neurons(claims):
+    claim = np.array([[claims[m][0], claims[m][1]] for m in LADDER], dtype=float)
+    return xr.Dataset({"claim_step": (("model", "task"), claim)}, coords={"model": LADDER, "task": TASKS})
+
+
+def test_b_claim_order():
+    finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
+    ok = neurons({"s": (10, 20), "m": (10, np.nan), "l": (0, 10)})
+    f = by_key(data(finals, {"neurons": ok}))["b"]
+    assert f.status == HOLDS and "m 10 vs never" in f.evidence
+    tie = neurons({"s": (10, 20), "m": (10, 10), "l": (0, 10)})
+    f = by_key(data(finals, {"neurons": tie}))["b"]
+    assert f.status == FAILS and "earlier in 2 of 3" in f.evidence
+    assert by_key(data(finals))["b"].status == MISSING
+
+
+def interference(cos_by_model, lc_by_model):
+    S = len(STEPS)
+    cos = np.ones((3, S, 2, 2))
+    lc = np.zeros((3, S, 2, 2))
+    for i, m in enumerate(LADDER):
+        cos[i, 1:, 0, 1] = cos[i, 1:, 1, 0] = cos_by_model[m]
+        cos[i, 0, 0, 1] = cos[i, 0, 1, 0] = 5.0  # step 0 is left out of the mean
+        lc[i, 1:, 1, 0] = lc_by_model[m] / (S - 1)  # rare's loss change from common's updates
+    dims = ("model", "step", "task", "other_task")
+    return xr.Dataset(
+        {"grad_cosine": (dims, cos), "loss_change": (dims, lc)},
+        coords={"model": LADDER, "step": STEPS, "task": TASKS, "other_task": TASKS},
+    )
+
+
+def test_d_interference_lower_when_larger():
+    finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
+    good = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1})
+    f = by_key(data(finals, {"interference": good}))["d"]
+    assert f.status == HOLDS
+    assert "s +0.300, m +0.100, l -0.200" in f.evidence and "s +0.500, m +0.200, l -0.100" in f.evidence
+    bad = interference({"s": -0.3, "m": -0.4, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1})
+    assert by_key(data(finals, {"interference": bad}))["d"].status == FAILS
+    bad_lc = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.1, "m": 0.2, "l": -0.1})
+    assert by_key(data(finals, {"interference": bad_lc}))["d"].status == FAILS
+
+
+def retention(events):
+    n = len(events)
+    cols = {k: [e[k] for e in events] for k in ("model", "task", "signal")}
+    nums = {k: np.array([e[k] for e in events], dtype=float) for k in ("peak_step", "overwrite_step", "drop", "interference")}
+    return xr.Dataset(
+        {**{f"event_{k}": ("event", np.array(v, dtype=str)) for k, v in cols.items()},
+         **{f"event_{k}": ("event", v) for k, v in nums.items()}},
+        coords={"signal": ["accuracy", "neurons"]},
+    ) if n else xr.Dataset(coords={"signal": ["accuracy", "neurons"]})
+
+
+@pytest.mark.parametrize(
+    "events, status",
+    [
+        ([dict(model="s", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)], HOLDS),
+        ([dict(model="m", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)], FAILS),
+        ([dict(model="s", task="common:1", signal="accuracy", peak_step=10, overwrite_step=30, drop=0.2, interference=0.1)], FAILS),
+        ([], FAILS),
+    ],
+)
+def test_c_smallest_model_overwrite(events, status):
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention(events)}))["c"]
+    assert f.status == status
+    if status == HOLDS:
+        assert "neurons peak 10 -> 30 (drop 4, interference +0.100)" in f.evidence
+    else:
+        assert f.evidence.startswith("not observed")

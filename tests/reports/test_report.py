@@ -1,0 +1,95 @@
+"""`mechrare report`: files, self-containment, what a partial run says, and the page in a real browser."""
+
+import re
+import shutil
+
+import pytest
+
+import _browser
+from mechrare.cli import main as run_cli
+from mechrare.reports.build import build_report
+from mechrare.reports.figures import FIGURES
+
+STATUSES = {"holds", "does not hold", "not measured"}
+
+
+@pytest.fixture(scope="module")
+def report(tiny_run):
+    """Every analysis on the tiny run (resuming what other tests made), then the report."""
+    assert run_cli(["analyze", str(tiny_run.path), "--no-progress"]) == 0
+    return build_report(tiny_run.path, progress=False)
+
+
+def findings_rows(summary: str) -> list[list[str]]:
+    table = summary.split("## Findings")[1].split("How each status")[0]
+    rows = [r for r in table.strip().splitlines() if r.startswith("| (")]
+    return [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+
+
+def test_report_files_and_findings(report, tiny_run):
+    folder = report.parent
+    summary = (folder / "summary.md").read_text()
+    rows = findings_rows(summary)
+    assert [r[0][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
+    for claim, status, evidence in rows:
+        assert status.strip("*") in STATUSES and evidence
+    # the tiny run has everything, so every finding is measured, (e) included (compare:4 is upsampled)
+    assert all(r[1] != "**not measured**" for r in rows)
+    assert "d8-l1-up5 (x5)" in rows[4][2]
+    pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
+    assert pngs == sorted(["accuracy", "probes", "neurons", "cosine", "timeline", "intervention"])
+    for p in (folder / "figures").glob("*.png"):
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(folder.rglob("*.tmp*"))
+
+
+def test_html_is_self_contained_and_opens_with_the_findings(report):
+    page = report.read_text()
+    srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
+    assert len(srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
+    # the findings table comes before the first figure
+    assert page.index("id=\"findings\"") < page.index("<img")
+    for status in ("holds", "does not hold", "not measured"):
+        page = page.replace(f">{status}<", "")
+    assert page.count("<tr><td>(") == 5
+
+
+def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
+    run = tmp_path / "partial"
+    run.mkdir()
+    shutil.copy(tiny_run.path / "manifest.json", run)
+    shutil.copy(tiny_run.path / "metrics.nc", run)
+    index = build_report(run, progress=False)
+    summary = (index.parent / "summary.md").read_text()
+    statuses = [r[1] for r in findings_rows(summary)]
+    # (a) and (e) need only metrics.nc; (b), (c), (d) need analyses this copy lacks
+    assert statuses[0] != "**not measured**" and statuses[4] != "**not measured**"
+    assert statuses[1:4] == ["**not measured**"] * 3
+    assert "not drawn: needs probes (`mechrare analyze RUN --only probes`)" in summary
+    assert "not drawn: needs neurons (`mechrare analyze RUN --only neurons`)" in summary
+    assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "intervention"]
+
+
+def test_report_cli_bad_folder(tmp_path, capsys):
+    assert run_cli(["report", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mechrare: error:") and "\n" not in err
+
+
+def test_figures_registry_lists_the_report_figures():
+    assert {"accuracy", "probes", "neurons", "cosine", "timeline", "intervention"} <= set(FIGURES.names())
+
+
+@pytest.mark.slow
+def test_every_figure_renders_in_headless_chromium(report, tmp_path):
+    why = _browser.available()
+    if why:
+        pytest.skip(f"no browser: {why}")
+    shot = tmp_path / "first_screen.png"
+    images = _browser.render(report, shot)
+    assert len(images) == 6
+    for img in images:
+        assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
