@@ -81,10 +81,12 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
     lc[:, 0] = np.nan  # nothing happened before step 0
     actual = np.concatenate([np.full_like(loss[:, :1], np.nan), np.diff(loss, axis=1)], 1)
     dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
+    with np.errstate(invalid="ignore", divide="ignore"):  # a task with zero gradient has no cosine (NaN)
+        cosine = gram / (norm[..., :, None] * norm[..., None, :])
     interference = xr.Dataset(
         {
             "grad_norm": (dims, norm, {"long_name": "norm of the task's population loss gradient"}),
-            "grad_cosine": (dims2, gram / (norm[..., :, None] * norm[..., None, :]), {"long_name": "cosine between population loss gradients"}),
+            "grad_cosine": (dims2, cosine, {"long_name": "cosine between population loss gradients"}),
             "loss_change": (dims2, lc, {"long_name": "first-order change of task's loss from other_task's part of the updates since the previous checkpoint"}),
             "loss_change_total": (dims, lc.sum(-1), {"long_name": "first-order change of the task's loss from all updates"}),
             "loss_change_actual": (dims, actual, {"long_name": "measured change of the task's population loss"}),

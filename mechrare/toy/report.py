@@ -31,18 +31,19 @@ def learning_order(data: RunData) -> tuple[float, int]:
 
 
 def bursty_cycles(data: RunData) -> dict:
-    """For a bursty run: bursts delivered, the narrowest width's overwrite events of s_r, and
-    which widths at or above N_crit keep the rare task to the end."""
+    """For a bursty run: the narrowest width's overwrite events of s_r, and for every width
+    >= N_crit the troughs of s_r (its value just before each burst) over the second half of training."""
     cfg = toy_config(data)
     ret, toy = data.analyses["retention"], data.analyses["toy"]
     narrow = str(toy.model.values[0])
     events = [e for e in retention_events(ret) if e["model"] == narrow and e["task"] == data.rare_task and e["signal"] == "retained_signal"]
-    steps = toy.step.values
-    gaps = int(cfg["steps"] // cfg["gap"])
+    steps = data.metrics.step.values
+    gap = int(cfg["gap"])
+    before = [i for i, s in enumerate(steps) if s > 0 and s % gap == 0 and s >= steps[-1] / 2]
     crit = int(toy.attrs["critical_width"])
-    final = toy.final_signal.sel(task=data.rare_task)
-    wide = {str(m): float(final.sel(model=m)) for m, w in zip(toy.model.values, toy.width.values) if w >= crit}
-    return {"narrow": narrow, "events": events, "gaps": gaps, "last_step": int(steps[-1]), "wide_final": wide, "critical_width": crit}
+    signal = data.metrics.retained_signal.sel(task=data.rare_task)
+    troughs = {str(m): signal.sel(model=m).values[before] for m, w in zip(toy.model.values, toy.width.values) if w >= crit}
+    return {"narrow": narrow, "events": events, "gaps": int(cfg["steps"] // gap), "troughs": troughs, "critical_width": crit}
 
 
 def measure_toy_findings(data: RunData) -> list[Finding]:
@@ -67,16 +68,18 @@ def measure_toy_findings(data: RunData) -> list[Finding]:
     status = MISSING if np.isnan(rho) else HOLDS if rho >= 0.9 else FAILS
     out.append(Finding("t2", claim, status, f"Spearman {rho:.3f} over {n} (task, direction) pairs learned by the widest model", rule))
     claim = "(t3) Bursty injection: the narrowest model learns and forgets the rare task every gap; widths >= N_crit accumulate it"
-    rule = "holds if the narrowest width has an s_r overwrite event in at least all but one gap and every width >= N_crit ends with s_r >= 0.5"
+    rule = ("holds if the narrowest width has an s_r overwrite event in at least all but one gap and, at every width >= N_crit, "
+            "s_r just before each burst never falls (by > 0.01) over the second half of training")
     if not toy_config(data).get("gap"):
         out.append(Finding("t3", claim, MISSING, "this run is i.i.d.; run `mechrare toy --set gap=G` for the bursty schedule", rule))
     else:
         b = bursty_cycles(data)
-        wide_ok = bool(b["wide_final"]) and all(v >= 0.5 for v in b["wide_final"].values())
-        ok = len(b["events"]) >= b["gaps"] - 1 and wide_ok
-        wide = ", ".join(f"{m} {v:.2f}" for m, v in b["wide_final"].items()) or "none trained"
+        keeps = {m: bool(len(t) >= 2 and np.all(np.diff(t) >= -0.01)) for m, t in b["troughs"].items()}
+        ok = len(b["events"]) >= b["gaps"] - 1 and bool(keeps) and all(keeps.values())
+        wide = ", ".join(f"{m} {t[0]:.2f}->{t[-1]:.2f}" for m, t in b["troughs"].items() if len(t)) or "none trained"
         out.append(Finding("t3", claim, HOLDS if ok else FAILS,
-                           f"{b['narrow']}: {len(b['events'])} overwrite events of s_r in {b['gaps']} gaps; final s_r at widths >= {b['critical_width']}: {wide}", rule))
+                           f"{b['narrow']}: {len(b['events'])} overwrite events of s_r in {b['gaps']} gaps; s_r before each burst, "
+                           f"second half, at widths >= N_crit {b['critical_width']}: {wide}", rule))
     return out
 
 

@@ -98,6 +98,19 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na > 0 and nb > 0 else np.nan
 
 
+def toy_lr(cfg: ToyConfig) -> np.ndarray:
+    """The default step size: 0.5 (bursty: 0.25) / the largest curvature a batch can have. I.i.d. batches
+    average to M (largest eigenvalue max pi_k lambda_k1); a bursty schedule also sends
+    batches of rare samples only, whose curvature is lambda_r1 itself."""
+    from mechrare.toy.model import auto_lr
+
+    pi, lam = cfg.frequencies(), cfg.spectra()
+    if not cfg.gap:
+        return auto_lr(pi, lam)
+    burst = min(1.0, cfg.rare_frequency * cfg.gap)  # the share of rare rows in the first burst batch
+    return np.array([0.25 / max((pi[:, None] * lam).max(), burst * lam[-1].max())])  # 0.25: burst batches are noisy
+
+
 def train_toy(cfg: ToyConfig, progress: bool = True) -> tuple[list[dict], list[int]]:
     """Train every width of ``cfg`` (one setting) and return the checkpoint records."""
     from tqdm.auto import tqdm
@@ -109,7 +122,7 @@ def train_toy(cfg: ToyConfig, progress: bool = True) -> tuple[list[dict], list[i
     pi, lam = cfg.frequencies(), cfg.spectra()
     setting = ToySetting(pi, lam, cfg.gap, cfg.batch_size, cfg.seed, device=cfg.device)
     model = ToyModel(setting, cfg.widths, cfg.init_scale, cfg.seed)
-    lr = np.array([cfg.lr]) if cfg.lr > 0 else auto_lr(pi, lam)
+    lr = np.array([cfg.lr]) if cfg.lr > 0 else toy_lr(cfg)
     trainer = TrackedTrainer(model, lr, cfg.optimizer)
     marks = checkpoint_steps(cfg.steps, cfg.every, True)
     record = Recorder(model, trainer, pi)

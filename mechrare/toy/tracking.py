@@ -11,6 +11,10 @@ gives; tests check it), and each step's update is a sum of task parts.
 delta_j(t): the first-order change of task k's population loss caused by task
 j's part of step t's update (exact split for SGD; for Adam the update is split
 coordinate-wise in proportion to the task parts, as the LM analysis does).
+It is first order per step: at small steps it adds up to the measured change
+(tests: median error < 5%); at the default step size (0.5 / the largest
+curvature) the second-order terms, SGD noise's among them, are not small, and
+near convergence the measured change is mostly such terms.
 """
 
 from __future__ import annotations
