@@ -15,7 +15,8 @@ from mechrare.errors import ChecksumError, RunFolderError
 def test_every_model_has_a_dense_series(tiny_run):
     store = CheckpointStore(tiny_run.path)
     manifest = store.manifest
-    assert list(manifest["models"]) == ["d8-l1", "d16-l2", "d24-l2"]
+    assert list(manifest["models"]) == ["d8-l1", "d16-l2", "d24-l2", "d8-l1-up5"]  # the ladder, then the intervention
+    assert manifest["models"]["d8-l1-up5"]["intervention"] == {"base": "d8-l1", "upsample": {"compare:4": 5.0}}
     for model in store.models():
         steps = store.steps(model)
         assert steps == manifest["checkpoint_steps"] and len(steps) >= 12
