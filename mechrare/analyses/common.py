@@ -32,10 +32,6 @@ def components(store: CheckpointStore, task_names: list[str], model: str | None 
     return task_names + [BACKGROUND], [shares[t] for t in task_names] + [1.0 - sum(shares.values())]
 
 
-def is_intervention(store: CheckpointStore, model: str) -> bool:
-    return "intervention" in store.manifest["models"][model]
-
-
 def resolve_torch_device(name: str):
     from mechrare.training.runner import resolve_device
 

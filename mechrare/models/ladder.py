@@ -70,6 +70,12 @@ def ladder_names() -> list[str]:
     return list(LADDER)
 
 
+def check_model_name(name: str, path: str) -> None:
+    """A model's name becomes a folder name: no whitespace, no slashes."""
+    if any(c.isspace() or c in "/\\" for c in name):
+        raise ConfigError(f"{path}: {name!r} must not contain spaces or slashes (it names a folder)")
+
+
 def resolve_model(entry: str | CustomModelConfig, path: str = "ladder.models[0]") -> ModelShape:
     """A ladder name or an inline shape -> :class:`ModelShape`."""
     if isinstance(entry, str):
@@ -78,8 +84,7 @@ def resolve_model(entry: str | CustomModelConfig, path: str = "ladder.models[0]"
         return LADDER[entry]
     d_mlp = entry.d_mlp if entry.d_mlp is not None else 4 * entry.d_model
     name = entry.name or f"d{entry.d_model}-l{entry.n_layers}-h{entry.n_heads}-m{d_mlp}"
-    if any(c.isspace() or c in "/\\" for c in name):
-        raise ConfigError(f"{path}.name: {name!r} must not contain spaces or slashes (it names a folder)")
+    check_model_name(name, f"{path}.name")
     return ModelShape(name, entry.d_model, entry.n_layers, entry.n_heads, d_mlp)
 
 

@@ -10,6 +10,7 @@ from mechrare.checkpoints.metrics import model_step_coords, write_dataset
 from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.toy import theory
 from mechrare.toy.config import ToyConfig
+from mechrare.toy.run import top_units
 
 LEARNED = 0.5  # a direction is learned when its gain (V U^T)_jj first reaches this
 
@@ -20,10 +21,10 @@ def _stack(rows: list[dict], key: str) -> np.ndarray:
 
 
 def _attrs(run: RunFolder, analysis: str, cfg: ToyConfig, **extra) -> dict:
-    import json
+    from mechrare.analyses.common import analysis_attrs
+    from mechrare.checkpoints.store import CheckpointStore
 
-    return {"mechrare_version": mechrare_version(), "run": str(run.path), "analysis": analysis,
-            "analysis_config": json.dumps(asdict(cfg), sort_keys=True), "kind": "toy", **extra}
+    return analysis_attrs(CheckpointStore(run), analysis, asdict(cfg), kind="toy", **extra)
 
 
 def crossing_step(steps: np.ndarray, values: np.ndarray, level: float) -> float:
@@ -93,7 +94,7 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
             "task_loss": (dims, loss),
             "cos_nontask_ref": (dims, _stack(rows, "cos_nontask_ref"), {"long_name": "cos(g_nt, g_task) on the task's top encoder units"}),
             "cos_batch_ref": (dims, _stack(rows, "cos_batch_ref"), {"long_name": "cos(g, g_task) on the task's top encoder units"}),
-            "top_k": (("model",), np.array([max(1, -(-w // 4)) for w in cfg.widths])),
+            "top_k": (("model",), np.array([top_units(w) for w in cfg.widths])),
         },
         coords={**coords, "other_task": tasks, "share": share},
         attrs=_attrs(run, "interference", cfg),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from mechrare.reports.data import RunData
 from mechrare.reports.figures import FIGURES, FigureSpec, Skip, _grid, _plt, _step_axis
 from mechrare.reports.findings import FAILS, HOLDS, MISSING, Finding, retention_events
+from mechrare.toy.datasets import LEARNED
 
 
 def toy_config(data: RunData) -> dict:
@@ -93,7 +92,7 @@ def draw_signal(data: RunData):
     for i, m in enumerate(toy.model.values):
         axes[0].plot(metrics.step.values, metrics.retained_signal.sel(model=m, task=data.rare_task).values,
                      color=cmap(i / max(len(widths) - 1, 1)), label=str(m), lw=1.2)
-    axes[0].set_ylabel(f"s_r(U), rare task")
+    axes[0].set_ylabel("s_r(U), rare task")
     axes[0].set_title("rare-task signal over training, one line per width", fontsize=10)
     _step_axis(axes[0])
     axes[0].legend(fontsize=6, ncol=2)
@@ -120,7 +119,7 @@ def draw_order(data: RunData):
     steps = toy.learned_step.sel(model=widest).values
     util = toy.utility.values
     if not np.isfinite(steps).any():
-        raise Skip(f"{widest} learned no direction to gain {0.5}")
+        raise Skip(f"{widest} learned no direction (gain >= {LEARNED})")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for k, task in enumerate(data.tasks):
@@ -130,7 +129,7 @@ def draw_order(data: RunData):
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
     rho, n = learning_order(data)
     ax.set_xlabel("utility pi_k lambda_kj")
-    ax.set_ylabel("step the direction is learned (gain >= 0.5)")
+    ax.set_ylabel(f"step the direction is learned (gain >= {LEARNED})")
     ax.set_title(f"learning order in {widest}: Spearman(utility, speed) = {rho:.3f} ({n} directions)", fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
@@ -147,7 +146,3 @@ FIGURES.add("toy_order", FigureSpec(
     "Learning order",
     "Step at which each (task, direction) is learned by the widest model against its utility pi_k lambda_kj.",
     ("toy",), draw_order, order=6, kinds=("toy",)))
-
-
-def describe_config(data: RunData) -> str:
-    return json.dumps(toy_config(data), sort_keys=True)

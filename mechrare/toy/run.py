@@ -115,7 +115,7 @@ def train_toy(cfg: ToyConfig, progress: bool = True) -> tuple[list[dict], list[i
     """Train every width of ``cfg`` (one setting) and return the checkpoint records."""
     from tqdm.auto import tqdm
 
-    from mechrare.toy.model import ToyModel, ToySetting, auto_lr
+    from mechrare.toy.model import ToyModel, ToySetting
     from mechrare.toy.tracking import TrackedTrainer
     from mechrare.training.schedule import checkpoint_steps
 

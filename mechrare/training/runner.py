@@ -15,7 +15,7 @@ from mechrare.checkpoints.run import RunFolder, first_difference, new_manifest
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
 from mechrare.errors import ConfigError, RunFolderError
-from mechrare.models.ladder import ModelShape, build_model, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
+from mechrare.models.ladder import ModelShape, build_model, check_model_name, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
 from mechrare.training.callbacks import (
     RESUME_FILE,
     CheckpointCallback,
@@ -78,8 +78,7 @@ class Plan:
             name = iv.name or f"{base.name}-up" + "-".join(f"{f:g}" for f in iv.upsample.values())
             if name in self.mixtures:
                 raise ConfigError(f"{path}.name: model {name!r} appears twice; give the intervention a name")
-            if any(c.isspace() or c in "/\\" for c in name):
-                raise ConfigError(f"{path}.name: {name!r} must not contain spaces or slashes (it names a folder)")
+            check_model_name(name, f"{path}.name")
             self.shapes.append(dataclasses.replace(base, name=name))
             self.mixtures[name] = self.mixture.with_upsample(iv.upsample, f"{path}.upsample")
             self.mixtures[name].check_batch_size(config.train.batch_size, f"{path}.upsample")
