@@ -1,4 +1,4 @@
-"""``mechrare``: a thin argparse front over the package.
+"""``mechrare``: a thin argparse front over the public API (:mod:`mechrare.api`).
 
 Errors from bad input print one line on stderr and exit with code 2.
 """
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 
 from mechrare.errors import MechrareError
 
@@ -27,12 +26,12 @@ def _add_config_args(p: argparse.ArgumentParser, optional: bool = False) -> None
         help="a preset name (see `mechrare presets`) or a TOML config file" + (" [quickstart]" if optional else ""),
     )
     p.add_argument("--out", help="run folder to write [runs/<config name>]")
-    _add_set_arg(p, "--set train.steps=100 --set mixture.tasks.0.frequency=0.5")
+    _add_set_arg(p, "--set train.steps=100 --set mixture.tasks.0.frequency=0.5 --set probes.probe=ridge")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from mechrare import __version__
+    from mechrare._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="mechrare",
@@ -50,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", help="comma-separated analyses [all]: probes, sae, neurons, interference, retention")
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
+    p.add_argument("--steps", help="comma-separated checkpoint steps [all]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
@@ -84,71 +84,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args):
-    from mechrare.config import load_config
+def _analysis_settings(overrides: list[str]) -> dict:
+    from mechrare.config import apply_overrides
 
-    name, config = load_config(args.config, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / name
-    return name, config, out
+    return apply_overrides({}, overrides)
 
 
-def _train(args):
-    """Train; returns the run folder. (train_run validates everything before touching the disk.)"""
-    from mechrare.training.runner import train_run
+def _steps(text: str | None) -> list[int] | None:
+    from mechrare.errors import ConfigError
 
-    name, config, out = _load(args)
-    run = train_run(config, out, name=name, progress=not args.no_progress, echo=print)
-    print(f"trained: {run.path}  (inspect with `mechrare ls {run.path}`)")
-    return run.path
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--steps: expected comma-separated checkpoint steps, e.g. 0,100,1500; got {text!r}") from None
 
 
 def cmd_train(args) -> int:
-    _train(args)
+    import mechrare.api as api
+
+    run = api.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress, echo=print)
+    print(f"trained: {run.path}  (inspect with `mechrare ls {run.path}`)")
     return 0
 
 
 def cmd_analyze(args) -> int:
-    from mechrare.analyses import ANALYSES, ordered
-    from mechrare.checkpoints.run import RunFolder
-    from mechrare.config import apply_overrides, from_dict
-    from mechrare.errors import ConfigError
+    import mechrare.api as api
 
-    RunFolder(args.run).read_manifest()  # a clear error for a missing or foreign folder
-    names = [n.strip() for n in args.only.split(",")] if args.only else ANALYSES.names()
-    for name in names:
-        ANALYSES.get(name)  # a clear error for an unknown name, before any work
-    names = ordered(names)
-    settings: dict = {}
-    apply_overrides(settings, args.overrides)
-    unknown = sorted(set(settings) - set(names))
-    if unknown:
-        raise ConfigError(f"--set {unknown[0]}.*: not an analysis being run ({', '.join(names)})")
-    models = args.models.split(",") if args.models else None
-    for name in names:
-        analysis = ANALYSES.get(name)
-        cfg = from_dict(analysis.config_class, settings.get(name, {}), name)
-        analysis.run(args.run, cfg, models=models, progress=not args.no_progress)
-        print(f"{name}: wrote {RunFolder(args.run).analysis_path(name)}")
+    api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps),
+                progress=not args.no_progress, echo=print, **_analysis_settings(args.overrides))
     return 0
 
 
-def cmd_report(args) -> int:
-    from mechrare.reports.build import build_report
+def _print_report(rep) -> None:
+    print(f"report: {rep.index}  (and {rep.summary})")
+    print("## Findings\n")
+    print(rep.table())
 
-    index = build_report(args.run, progress=not args.no_progress)
-    print(f"report: {index}  (and {index.parent / 'summary.md'})")
-    print((index.parent / "summary.md").read_text().split("## Models")[0].strip())
+
+def cmd_report(args) -> int:
+    import mechrare.api as api
+
+    _print_report(api.report(args.run, progress=not args.no_progress))
     return 0
 
 
 def cmd_run(args) -> int:
     import time
 
+    import mechrare.api as api
+    from mechrare.reports.listing import describe_run
+
     t0 = time.perf_counter()
-    out = _train(args)
-    cmd_analyze(argparse.Namespace(run=str(out), only=None, overrides=[], models=None, no_progress=args.no_progress))
-    cmd_ls(argparse.Namespace(run=str(out), steps=False))
-    cmd_report(argparse.Namespace(run=str(out), no_progress=args.no_progress))
+    progress = not args.no_progress
+    _, cfg = api.load_run_config(args.config, args.overrides)  # every setting checked before training
+    run = api.train(args.config, args.out, overrides=args.overrides, progress=progress, echo=print)
+    print(f"trained: {run.path}")
+    api.analyze(run, progress=progress, echo=print, **cfg.analyses)
+    print(describe_run(run.path))
+    _print_report(api.report(run, progress=progress))
     print(f"mechrare run: {time.perf_counter() - t0:.0f} s in all")
     return 0
 
@@ -156,6 +151,7 @@ def cmd_run(args) -> int:
 def cmd_toy(args) -> int:
     import time
 
+    import mechrare.api as api
     from mechrare.config import apply_overrides, from_dict, read_source
     from mechrare.toy.config import ToyConfig
     from mechrare.toy.run import write_toy_run
@@ -166,7 +162,7 @@ def cmd_toy(args) -> int:
     run = write_toy_run(cfg, args.out, name=name, progress=not args.no_progress)
     print(f"toy: wrote {run.path} (metrics.nc, analyses/interference, neurons, retention, toy)")
     if not args.no_report:
-        cmd_report(argparse.Namespace(run=str(run.path), no_progress=args.no_progress))
+        _print_report(api.report(run.path, progress=not args.no_progress))
     print(f"mechrare toy: {time.perf_counter() - t0:.1f} s in all")
     return 0
 
@@ -186,9 +182,10 @@ def cmd_presets(args) -> int:
 
 
 def cmd_config(args) -> int:
+    from mechrare.api import load_run_config
     from mechrare.config import dump_toml
 
-    _, config, _ = _load(args)
+    _, config = load_run_config(args.config, args.overrides)
     print(dump_toml(config), end="")
     return 0
 

@@ -231,6 +231,10 @@ class RunConfig:
     ladder: LadderConfig = field(default_factory=LadderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    #: analysis name -> its settings (``[analyses.probes]`` in TOML). Checked against each
+    #: analysis's own config class by :func:`mechrare.analyses.resolve_settings`; they do not
+    #: change training, so a run folder resumes whatever they hold.
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
         _require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
@@ -240,6 +244,12 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(dataclasses.asdict(self))
+
+    def training_dict(self) -> dict[str, Any]:
+        """What decides the trained weights: the config without its analysis settings."""
+        out = self.to_dict()
+        out.pop("analyses", None)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":

@@ -10,8 +10,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import time  # noqa: E402
-
 import pytest  # noqa: E402
 
 from _helpers import small_mixture  # noqa: E402
@@ -36,7 +34,4 @@ def tiny_run(tmp_path_factory, tiny_config):
     from mechrare.training import train_run
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    t0 = time.perf_counter()
-    run = train_run(tiny_config, out, name="tiny", progress=False)
-    run.train_seconds = time.perf_counter() - t0
-    return run
+    return train_run(tiny_config, out, name="tiny", progress=False)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mechrare.data.mixture import EvalSet, Mixture
+from mechrare.data.instances import Instances
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -58,7 +58,7 @@ def group_dots(a: list, b: list, groups: ParamGroups, weight: list | None = None
 
 
 # -- losses ------------------------------------------------------------------------
-def answer_loss_sum(model, ids, es: EvalSet):
+def answer_loss_sum(model, ids, es: Instances):
     """Summed cross-entropy over the answer tokens of ``ids`` (rows of ``es``'s shape)."""
     import torch.nn.functional as F
 
@@ -92,19 +92,19 @@ def reference_gradient(model, params: list, loss_chunks) -> tuple[list, float]:
     return grads, total / max(count, 1)
 
 
-def task_loss_chunks(model, mixture: Mixture, task: int | None, device, batch_size: int):
-    """(loss sum, count) chunks over a task's eval set, or the background eval docs for None."""
+def task_loss_chunks(model, data: Instances | np.ndarray, device, batch_size: int):
+    """(loss sum, count) chunks: over the answer tokens of ``data`` (Instances), or every
+    next-token prediction of ``data`` ([rows, T] documents, e.g. the background)."""
     import torch
 
-    if task is None:
-        data = torch.as_tensor(mixture.background_eval(), device=device)
-        for i in range(0, len(data), batch_size):
-            yield next_token_loss_sum(model, data[i : i + batch_size])
+    if not isinstance(data, Instances):
+        docs = torch.as_tensor(data, device=device)
+        for i in range(0, len(docs), batch_size):
+            yield next_token_loss_sum(model, docs[i : i + batch_size])
         return
-    es = mixture.eval_sets[task]
-    data = torch.as_tensor(es.input_ids, device=device)
-    for i in range(0, len(data), batch_size):
-        yield answer_loss_sum(model, data[i : i + batch_size], es)
+    ids = torch.as_tensor(data.input_ids, device=device)
+    for i in range(0, len(ids), batch_size):
+        yield answer_loss_sum(model, ids[i : i + batch_size], data)
 
 
 def component_losses(model, batch, n_tasks: int, device) -> list:

@@ -33,17 +33,20 @@ At every checkpoint, with the model in fp32:
   ``loss_change_actual`` = the measured change of ``task_loss`` show how far first
   order carries over the interval.
 
-Only the reference gradients, the component sums and one live gradient are held
-at once; each checkpoint's numbers are written as it finishes, so a rerun resumes.
+Intervals run between consecutive *analysed* checkpoints (all of them by
+default; ``steps=[...]`` picks coarser ones). Only the reference gradients, the
+component sums and one live gradient are held at once; each checkpoint's
+numbers are a resume part keyed by its own and the next checkpoint's weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
-from mechrare.analyses.common import analysis_attrs, components, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
+from mechrare.analyses.common import components
+from mechrare.analyses.driver import PerCheckpoint
 from mechrare.analyses.gradients import (
     ParamGroups,
     attribution_weights,
@@ -53,17 +56,16 @@ from mechrare.analyses.gradients import (
     reference_gradient,
     task_loss_chunks,
 )
-from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.metrics import model_step_coords, write_dataset
-from mechrare.checkpoints.store import CheckpointStore
-from mechrare.config import RunConfig
+from mechrare.analyses.registry import as_context, register_analysis
+from mechrare.checkpoints.datasets import describe, series_coords
+from mechrare.data.taskset import BatchSource, TaskSet
 from mechrare.errors import ConfigError
 
 
 @dataclass
 class InterferenceConfig:
     batches: int = 4  # training batches per checkpoint (g_t / g_nt split, update attribution)
-    batch_size: int = 0  # rows per training batch; 0 = the run's train.batch_size
+    batch_size: int = 0  # rows per training batch; 0 = the batch size the run was trained with
     top_k: int = 0  # task neurons; 0 = 10% of the layer's MLP neurons (at least 4)
     neuron_layer: int = 0
     eval_batch_size: int = 256
@@ -109,18 +111,21 @@ def batch_steps(step: int, next_step: int | None, n: int) -> list[int]:
     return sorted({int(round(x)) for x in np.linspace(step, next_step - 1, n)})
 
 
-def checkpoint_interference(model, mixture, cfg: InterferenceConfig, batch_size: int, step: int, next_params, next_step):
-    """Every per-checkpoint quantity, as numpy arrays (see the module docstring)."""
+def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: InterferenceConfig, batch_size: int, step: int, next_params, next_step):
+    """Every per-checkpoint quantity, as numpy arrays (see the module docstring).
+
+    ``batches``: the training batches the model was trained on; ``next_params``: the
+    next analysed checkpoint's weights ({name: tensor}) or None for the last one."""
     import torch
 
     device = next(model.parameters()).device
     groups = ParamGroups.of(model)
     params = groups.params(model)
-    n_tasks = len(mixture.tasks)
+    n_tasks = len(tasks.names)
     comps = n_tasks + 1
     refs, losses = [], []
-    for k in list(range(n_tasks)) + [None]:
-        g, loss = reference_gradient(model, params, task_loss_chunks(model, mixture, k, device, cfg.eval_batch_size))
+    for data in [tasks.eval_instances(t) for t in tasks.names] + [tasks.background()]:
+        g, loss = reference_gradient(model, params, task_loss_chunks(model, data, device, cfg.eval_batch_size))
         refs.append(g)
         losses.append(loss)
     gram = np.array([[group_dots(refs[i], refs[j], groups) for j in range(comps)] for i in range(comps)])  # [T, T, G]
@@ -139,7 +144,7 @@ def checkpoint_interference(model, mixture, cfg: InterferenceConfig, batch_size:
     cos_b = np.full((len(steps), n_tasks), np.nan)
     cos_nt = np.full((len(steps), n_tasks), np.nan)
     for b, s in enumerate(steps):
-        batch = mixture.batch(s, batch_size)
+        batch = batches.batch(s, batch_size)
         parts = component_losses(model, batch, n_tasks, device)
         rows = []
         for c in range(comps):
@@ -166,114 +171,163 @@ def checkpoint_interference(model, mixture, cfg: InterferenceConfig, batch_size:
     return out, groups.groups
 
 
-def _load_params(store: CheckpointStore, model: str, step: int) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(store.path(model, step) / "model.safetensors"))
-
-
-def run_interference(run, cfg: InterferenceConfig | None = None, models: list[str] | None = None, progress: bool = True):
-    """Interference at every checkpoint (resuming from finished ones); writes analyses/interference.nc."""
-    from tqdm.auto import tqdm
-
-    cfg = cfg or InterferenceConfig()
-    store = CheckpointStore(run)
-    run_cfg = RunConfig.from_dict(store.manifest["config"])
-    batch_size = cfg.batch_size or run_cfg.train.batch_size
-    device = resolve_torch_device(cfg.device)
-    parts = parts_dir(store, "interference", asdict(cfg))
-    models = models or store.models()
-    mixtures = {m: run_mixture(store, m) for m in models}  # an intervention trained on its own mixture
-    for mixture in mixtures.values():
-        mixture.check_batch_size(batch_size, "interference.batch_size")
-    todo = [c for c in store.iter_checkpoints(models) if not (parts / c.model / f"step_{c.step}.npz").is_file()]
-    for ckpt in tqdm(todo, desc="interference", unit="ckpt", disable=not progress):
-        steps = store.steps(ckpt.model)
-        i = steps.index(ckpt.step)
-        next_step = steps[i + 1] if i + 1 < len(steps) else None
-        model = store.load(ckpt.model, ckpt.step, device=str(device))
-        next_params = _load_params(store, ckpt.model, next_step) if next_step is not None else None
-        out, groups = checkpoint_interference(model, mixtures[ckpt.model], cfg, batch_size, ckpt.step, next_params, next_step)
-        out["groups"] = np.array(groups)
-        save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", out)
-        del model, next_params
-    ds = assemble(store, mixtures[models[0]].task_names, parts, models, cfg)
-    write_dataset(ds, store.run.analysis_path("interference"))
-    return ds
-
-
-def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[str], cfg: InterferenceConfig):
+def gradient_gram(model, data: dict, batch_size: int = 256):
+    """Held-out loss gradients of ``data`` ({name: Instances (answer loss) or [rows, T] token
+    ids (next-token loss)}) at ``model``'s weights, as a Dataset of their norms and cosines,
+    over all parameters and per parameter group."""
     import xarray as xr
 
-    tasks, share = components(store, task_names)
-    steps = sorted({s for m in models for s in store.steps(m)})
-    found = {(m, s): load_part(parts / m / f"step_{s}.npz") for m in models for s in store.steps(m)}
-    groups = max((list(v["groups"]) for v in found.values()), key=len)
-    M, S, T, G = len(models), len(steps), len(tasks), len(groups)
-    a = {
-        "grad_norm": np.full((M, S, T), np.nan),
-        "grad_cosine": np.full((M, S, T, T), np.nan),
-        "grad_norm_layer": np.full((M, S, G, T), np.nan),
-        "grad_cosine_layer": np.full((M, S, G, T, T), np.nan),
-        "loss_change": np.full((M, S, T, T), np.nan),
-        "loss_change_total": np.full((M, S, T), np.nan),
-        "loss_change_actual": np.full((M, S, T), np.nan),
-        "task_loss": np.full((M, S, T), np.nan),
-        "cos_batch_ref": np.full((M, S, T), np.nan),
-        "cos_nontask_ref": np.full((M, S, T), np.nan),
-        "cos_nontask_ref_std": np.full((M, S, T), np.nan),
-        "top_k": np.zeros(M, dtype=np.int64),
-    }
-    nt = len(task_names)
-    for mi, m in enumerate(models):
-        mine = store.steps(m)
-        for j, s in enumerate(mine):
-            p, si = found[(m, s)], steps.index(s)
-            gi = [groups.index(g) for g in p["groups"]]
-            gram = p["gram_layer"]  # [T, T, g]
-            norms = np.sqrt(np.einsum("iig->gi", gram))
-            a["grad_norm_layer"][mi, si][gi] = norms
-            a["grad_cosine_layer"][mi, si][gi] = np.moveaxis(gram, 2, 0) / (norms[:, :, None] * norms[:, None, :])
-            full = gram.sum(-1)
-            d = np.sqrt(np.diag(full))
-            a["grad_norm"][mi, si] = d
-            a["grad_cosine"][mi, si] = full / np.outer(d, d)
-            a["task_loss"][mi, si] = p["task_loss"]
-            for key in ("cos_batch_ref", "cos_nontask_ref", "cos_nontask_ref_std"):
-                a[key][mi, si, :nt] = p[key]
-            a["top_k"][mi] = int(p["top_k"])
-            if j > 0:
-                prev = found[(m, mine[j - 1])]
-                a["loss_change"][mi, si] = prev["next_loss_change"]
-                a["loss_change_total"][mi, si] = prev["next_loss_change_total"]
-                a["loss_change_actual"][mi, si] = p["task_loss"] - prev["task_loss"]
-    dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
-    lg = ("model", "step", "param_group")
+    device = next(model.parameters()).device
+    groups = ParamGroups.of(model)
+    params = groups.params(model)
+    names = list(data)
+    refs, losses = [], []
+    for name in names:
+        g, loss = reference_gradient(model, params, task_loss_chunks(model, data[name], device, batch_size))
+        refs.append(g)
+        losses.append(loss)
+    gram = np.array([[group_dots(a, b, groups) for b in refs] for a in refs])  # [T, T, G]
+    full = gram.sum(-1)
+    norm = np.sqrt(np.diag(full))
+    norm_g = np.sqrt(np.einsum("iig->gi", gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = full / np.outer(norm, norm)
+        cosine_g = np.moveaxis(gram, 2, 0) / (norm_g[:, :, None] * norm_g[:, None, :])
     ds = xr.Dataset(
         {
-            "grad_norm": (dims, a["grad_norm"], {"long_name": "norm of the task's held-out loss gradient"}),
-            "grad_cosine": (dims2, a["grad_cosine"], {"long_name": "cosine between held-out loss gradients"}),
-            "grad_norm_layer": (lg + ("task",), a["grad_norm_layer"]),
-            "grad_cosine_layer": (lg + ("task", "other_task"), a["grad_cosine_layer"]),
-            "loss_change": (dims2, a["loss_change"], {"long_name": "first-order change of task's loss from other_task's share of the update since the previous checkpoint"}),
-            "loss_change_total": (dims, a["loss_change_total"], {"long_name": "first-order change of the task's loss from the whole update"}),
-            "loss_change_actual": (dims, a["loss_change_actual"], {"long_name": "measured change of task_loss since the previous checkpoint"}),
-            "task_loss": (dims, a["task_loss"], {"long_name": "held-out loss (fp32)"}),
-            "cos_batch_ref": (dims, a["cos_batch_ref"], {"long_name": "cos(g, g_r) on the task neurons"}),
-            "cos_nontask_ref": (dims, a["cos_nontask_ref"], {"long_name": "cos(g_nt, g_r) on the task neurons"}),
-            "cos_nontask_ref_std": (dims, a["cos_nontask_ref_std"]),
-            "top_k": (("model",), a["top_k"], {"long_name": "task neurons per task"}),
+            "grad_norm": (("task",), norm),
+            "grad_cosine": (("task", "other_task"), cosine),
+            "grad_norm_layer": (("param_group", "task"), norm_g),
+            "grad_cosine_layer": (("param_group", "task", "other_task"), cosine_g),
+            "task_loss": (("task",), np.array(losses)),
         },
-        coords={
-            **model_step_coords(store.manifest, models, steps),
-            "task": tasks,
-            "other_task": tasks,
-            "share": ("task", share),
-            "param_group": groups,
-        },
-        attrs=analysis_attrs(store, "interference", asdict(cfg)),
+        coords={"task": names, "other_task": names, "param_group": groups.groups},
     )
-    return ds
+    return describe(ds, VARIABLES)
 
 
-ANALYSES.add("interference", Analysis("interference", InterferenceConfig, run_interference))
+VARIABLES = {
+    "grad_norm": ("norm of the gradient of the task's held-out loss (all parameters)", "1"),
+    "grad_cosine": ("cosine between the held-out loss gradients of task and other_task (all parameters)", "1"),
+    "grad_norm_layer": ("norm of the task's held-out loss gradient on the parameter group", "1"),
+    "grad_cosine_layer": ("cosine between held-out loss gradients on the parameter group", "1"),
+    "loss_change": ("first-order change of task's held-out loss from other_task's share of the update since the previous analysed checkpoint", "1"),
+    "loss_change_total": ("first-order change of the task's held-out loss from the whole update since the previous analysed checkpoint", "1"),
+    "loss_change_actual": ("measured change of task_loss since the previous analysed checkpoint", "1"),
+    "task_loss": ("held-out loss, fp32 (nats per token)", "1"),
+    "cos_batch_ref": ("cos(g, g_r) on the task's top-K MLP neurons: training-batch gradient vs the task's held-out gradient (mean over batches)", "1"),
+    "cos_nontask_ref": ("cos(g_nt, g_r) on the task's top-K MLP neurons: non-task part of the training-batch gradient vs the task's held-out gradient (mean over batches)", "1"),
+    "cos_nontask_ref_std": ("standard deviation of cos(g_nt, g_r) over the sampled batches", "1"),
+    "top_k": ("task neurons per task (the protocol's K)", "1"),
+}
+
+
+@register_analysis
+class Interference(PerCheckpoint):
+    name = "interference"
+    config_class = InterferenceConfig
+
+    def batch_size(self, ctx, cfg: InterferenceConfig) -> int:
+        if cfg.batch_size:
+            return cfg.batch_size
+        per = ctx.series.tokens_per_step()
+        length = ctx.tasks.require_batches(None, self.name).batch(0, 1).input_ids.shape[1]
+        return per // length
+
+    def prepare(self, ctx, cfg: InterferenceConfig) -> int:
+        bs = self.batch_size(ctx, cfg)
+        for m in ctx.series.models():  # an intervention trained on its own mixture
+            ctx.tasks.require_batches(m, self.name).check_batch_size(bs, "interference.batch_size")
+        return bs
+
+    def inputs(self, model: str, step: int, steps: list[int]) -> list[int]:
+        i = steps.index(step)
+        return steps[i : i + 2]  # this checkpoint and the next analysed one: the interval's update
+
+    def compute(self, ctx, cfg: InterferenceConfig, batch_size: int, ckpt, device, steps):
+        i = steps.index(ckpt.step)
+        next_step = steps[i + 1] if i + 1 < len(steps) else None
+        model = ctx.series.load(ckpt.model, ckpt.step, device=str(device))
+        next_params = ctx.series.state_dict(ckpt.model, next_step) if next_step is not None else None
+        batches = ctx.tasks.require_batches(ckpt.model, self.name)
+        out, groups = checkpoint_interference(model, ctx.tasks, batches, cfg, batch_size, ckpt.step, next_params, next_step)
+        out["groups"] = np.array(groups)
+        return out
+
+    def assemble(self, ctx, cfg: InterferenceConfig, batch_size: int, parts):
+        import xarray as xr
+
+        tasks, share = components(ctx.tasks)
+        models = list(parts)
+        steps = sorted({s for per in parts.values() for s in per})
+        groups = max((list(p["groups"]) for per in parts.values() for p in per.values()), key=len)
+        M, S, T, G = len(models), len(steps), len(tasks), len(groups)
+        a = {
+            "grad_norm": np.full((M, S, T), np.nan),
+            "grad_cosine": np.full((M, S, T, T), np.nan),
+            "grad_norm_layer": np.full((M, S, G, T), np.nan),
+            "grad_cosine_layer": np.full((M, S, G, T, T), np.nan),
+            "loss_change": np.full((M, S, T, T), np.nan),
+            "loss_change_total": np.full((M, S, T), np.nan),
+            "loss_change_actual": np.full((M, S, T), np.nan),
+            "task_loss": np.full((M, S, T), np.nan),
+            "cos_batch_ref": np.full((M, S, T), np.nan),
+            "cos_nontask_ref": np.full((M, S, T), np.nan),
+            "cos_nontask_ref_std": np.full((M, S, T), np.nan),
+            "top_k": np.zeros(M, dtype=np.int64),
+        }
+        nt = len(tasks) - 1
+        for mi, m in enumerate(models):
+            mine = sorted(parts[m])
+            for j, s in enumerate(mine):
+                p, si = parts[m][s], steps.index(s)
+                gi = [groups.index(g) for g in p["groups"]]
+                gram = p["gram_layer"]  # [T, T, g]
+                norms = np.sqrt(np.einsum("iig->gi", gram))
+                a["grad_norm_layer"][mi, si][gi] = norms
+                a["grad_cosine_layer"][mi, si][gi] = np.moveaxis(gram, 2, 0) / (norms[:, :, None] * norms[:, None, :])
+                full = gram.sum(-1)
+                d = np.sqrt(np.diag(full))
+                a["grad_norm"][mi, si] = d
+                a["grad_cosine"][mi, si] = full / np.outer(d, d)
+                a["task_loss"][mi, si] = p["task_loss"]
+                for key in ("cos_batch_ref", "cos_nontask_ref", "cos_nontask_ref_std"):
+                    a[key][mi, si, :nt] = p[key]
+                a["top_k"][mi] = int(p["top_k"])
+                if j > 0:
+                    prev = parts[m][mine[j - 1]]
+                    a["loss_change"][mi, si] = prev["next_loss_change"]
+                    a["loss_change_total"][mi, si] = prev["next_loss_change_total"]
+                    a["loss_change_actual"][mi, si] = p["task_loss"] - prev["task_loss"]
+        dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
+        lg = ("model", "step", "param_group")
+        ds = xr.Dataset(
+            {
+                "grad_norm": (dims, a["grad_norm"]),
+                "grad_cosine": (dims2, a["grad_cosine"]),
+                "grad_norm_layer": (lg + ("task",), a["grad_norm_layer"]),
+                "grad_cosine_layer": (lg + ("task", "other_task"), a["grad_cosine_layer"]),
+                "loss_change": (dims2, a["loss_change"]),
+                "loss_change_total": (dims, a["loss_change_total"]),
+                "loss_change_actual": (dims, a["loss_change_actual"]),
+                "task_loss": (dims, a["task_loss"]),
+                "cos_batch_ref": (dims, a["cos_batch_ref"]),
+                "cos_nontask_ref": (dims, a["cos_nontask_ref"]),
+                "cos_nontask_ref_std": (dims, a["cos_nontask_ref_std"]),
+                "top_k": (("model",), a["top_k"]),
+            },
+            coords={
+                **series_coords(ctx.series, models, steps),
+                "task": tasks,
+                "other_task": tasks,
+                "share": ("task", share),
+                "param_group": groups,
+            },
+            attrs={"batch_size": batch_size},
+        )
+        return describe(ds, VARIABLES)
+
+
+def run_interference(run, cfg: InterferenceConfig | None = None, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+    """Interference at every checkpoint of ``run`` (a path, Run or Context), resuming; writes analyses/interference.nc."""
+    return Interference().run(as_context(run), cfg or InterferenceConfig(), models=models, steps=steps, progress=progress)

@@ -3,7 +3,7 @@
 **Attribution.** For each MLP neuron n (``blocks.{l}.mlp.hook_post``, read and
 differentiated through a transformer_lens ``TransformerBridge``) and each task,
 the attribution-patching estimate of what zeroing the neuron does to the task,
-on 256 of the task's *training* instances (ownership is about what training made
+on ``examples`` (256) of the task's *training* instances (ownership is about what training made
 of a neuron; for pooled tasks that is the train half):
 
     allocation[n, task] = max(0, mean over instances of sum over positions of a_n * dm/da_n)
@@ -18,33 +18,36 @@ neurons it uses. ``background`` is attributed on held-out background documents
 ``loss_increase`` (the loss's first-order rise, clipped at 0) and ``margin``
 (|a dm/da| with m = target logit minus the mean logit).
 
-**Ownership.** Per (layer, task) the allocation is normalised into shares of
-the task's total over the layer's neurons. A neuron's ``owner`` is the task with
+**Ownership.** Per (block, task) the allocation is normalised into shares of
+the task's total over the block's neurons. A neuron's ``owner`` is the task with
 the largest share among those whose allocation exceeds ``floor`` x the largest
-allocation any neuron of the layer had for that task at initialisation (step 0),
+allocation any neuron of the block had for that task at initialisation (step 0),
 if that share is >= ``min_share`` x uniform (1 / n_neurons) and >= ``selectivity``
 x the next task's share; otherwise -1 (unowned). The floor keeps structure that a
 random network already has from counting as a claim.
-``n_claimed`` counts owned neurons per (layer, task); ``claim_step(model, task)``
+``n_claimed`` counts owned neurons per (block, task); ``claim_step(model, task)``
 is the first step at which the task owns >= ``claim_neurons`` neurons (all
-layers) and keeps that many for the next ``claim_stable`` checkpoints.
+blocks) and keeps that many for the next ``claim_stable`` checkpoints.
 ``turnover(step, from_task, to_task)`` counts neurons whose owner changed since
 the previous checkpoint, and ``rare_to_common`` those that moved to a task with
 a larger mixture share. ``ablation_loss_increase`` (below) checks that owned
 neurons matter: zeroing them raises the owner's loss.
+
+The neuron dimensions are ``block`` (the transformer block) and ``neuron``.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from mechrare.activations import mlp_hooks
-from mechrare.analyses.common import analysis_attrs, components, load_part, parts_dir, resolve_torch_device, run_mixture, save_part
-from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.metrics import model_step_coords, write_dataset
-from mechrare.checkpoints.store import CheckpointStore
+from mechrare.analyses.common import components
+from mechrare.analyses.driver import PerCheckpoint
+from mechrare.analyses.registry import as_context, register_analysis
+from mechrare.checkpoints.datasets import describe, series_coords
+from mechrare.data.taskset import TaskSet
 from mechrare.errors import ConfigError
 
 
@@ -56,6 +59,7 @@ class NeuronsConfig:
     claim_stable: int = 2
     measure: str = "logit_diff"
     floor: float = 1.0  # x the largest allocation any neuron has for the task at initialisation
+    examples: int = 256  # training instances per task (background: held-out documents) the attribution averages over
     batch_size: int = 256
     device: str = "auto"
 
@@ -64,7 +68,7 @@ class NeuronsConfig:
             raise ConfigError(f"{path}.measure: must be one of {', '.join(MEASURES)}, got {self.measure!r}")
         if self.min_share <= 0 or self.selectivity < 1:
             raise ConfigError(f"{path}: min_share must be > 0 and selectivity >= 1, got {self.min_share}, {self.selectivity}")
-        for key in ("claim_neurons", "batch_size"):
+        for key in ("claim_neurons", "batch_size", "examples"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
         if self.claim_stable < 0:
@@ -106,16 +110,15 @@ MEASURES = {
 }
 
 
-def task_inputs(mixture, task: int | None, n: int = 256, seed: int = 0):
+def task_inputs(tasks: TaskSet, task: str | None, n: int = 256, seed: int = 0):
     """(ids [n, T] of training instances, answer slice), or background documents and None.
 
     Ownership is about what training made of a neuron, so it is measured on the
     task's *training* distribution (for pooled tasks, the train half)."""
     if task is None:
-        return mixture.background_eval(n), None
-    rng = np.random.default_rng([mixture.seed, task, seed, 0xA77])
-    ids = np.stack([mixture.encode(mixture.tasks[task].train_sample(rng)) for _ in range(n)])
-    return ids, mixture.eval_sets[task].answer_slice
+        return tasks.background(n), None
+    inst = tasks.train_instances(task, n, seed)
+    return inst.input_ids, inst.answer_slice
 
 
 def neuron_attribution(bridge, ids: np.ndarray, answer: slice | None, batch_size: int = 256, measure: str = "logit_diff") -> np.ndarray:
@@ -175,12 +178,12 @@ def claim_step(steps: list[int], counts: np.ndarray, k: int, stable: int) -> flo
 
 
 # -- causal check -----------------------------------------------------------------------------
-def ablated_task_loss(bridge, mixture, task: int, neurons: dict[int, list[int]], batch_size: int = 256, n_rows: int = 256) -> float:
-    """Mean answer loss of ``task`` with the given {layer: [neuron, ...]} MLP neurons zeroed."""
+def ablated_task_loss(bridge, tasks: TaskSet, task: str, neurons: dict[int, list[int]], batch_size: int = 256, n_rows: int = 256) -> float:
+    """Mean answer loss of ``task`` with the given {block: [neuron, ...]} MLP neurons zeroed."""
     import torch
     import torch.nn.functional as F
 
-    ids_all, sl = task_inputs(mixture, task, n_rows)
+    ids_all, sl = task_inputs(tasks, task, n_rows)
     device = next(bridge.parameters()).device
 
     def zero(idx):
@@ -203,101 +206,118 @@ def ablated_task_loss(bridge, mixture, task: int, neurons: dict[int, list[int]],
     return total / count
 
 
-def ablation_loss_increase(bridge, mixture, owner: np.ndarray, task: int, n_random: int = 20, seed: int = 0) -> dict:
-    """Loss increase of ``task`` when zeroing the neurons it owns vs. as many random
-    neurons per layer (mean over ``n_random`` draws)."""
+def ablation_loss_increase(bridge, tasks: TaskSet, owner: np.ndarray, task: int, n_random: int = 20, seed: int = 0) -> dict:
+    """Loss increase of task number ``task`` when zeroing the neurons it owns vs. as many
+    random neurons per block (mean over ``n_random`` draws)."""
     rng = np.random.default_rng(seed)
+    name = tasks.names[task]
     owner = owner[:, : bridge.cfg.d_mlp]
     owned = {l: list(np.flatnonzero(owner[l] == task)) for l in range(owner.shape[0])}
-    base = ablated_task_loss(bridge, mixture, task, {})
-    hit = ablated_task_loss(bridge, mixture, task, owned) - base
+    base = ablated_task_loss(bridge, tasks, name, {})
+    hit = ablated_task_loss(bridge, tasks, name, owned) - base
     rand = []
     for _ in range(n_random):
         draw = {l: list(rng.choice(bridge.cfg.d_mlp, size=len(ix), replace=False)) for l, ix in owned.items()}
-        rand.append(ablated_task_loss(bridge, mixture, task, draw) - base)
+        rand.append(ablated_task_loss(bridge, tasks, name, draw) - base)
     return {"n_owned": sum(len(v) for v in owned.values()), "base_loss": base, "owned": hit, "random": float(np.mean(rand)), "random_max": float(np.max(rand))}
 
 
 # -- the analysis --------------------------------------------------------------------------------
-def run_neurons(run, cfg: NeuronsConfig | None = None, models: list[str] | None = None, progress: bool = True):
-    """Attribution for every checkpoint (resuming from finished ones); writes analyses/neurons.nc."""
-    from tqdm.auto import tqdm
-
-    cfg = cfg or NeuronsConfig()
-    store = CheckpointStore(run)
-    mixture = run_mixture(store)
-    device = resolve_torch_device(cfg.device)
-    parts = parts_dir(store, "neurons", {"batch_size": cfg.batch_size, "measure": cfg.measure, "inputs": "train-256"})  # ownership settings only re-derive
-    models = models or store.models()
-    todo = [c for c in store.iter_checkpoints(models) if not (parts / c.model / f"step_{c.step}.npz").is_file()]
-    tasks = list(range(len(mixture.tasks))) + [None]
-    for ckpt in tqdm(todo, desc="neurons", unit="ckpt", disable=not progress):
-        bridge = store.load_bridge(ckpt.model, ckpt.step, device=str(device))
-        alloc = np.stack([neuron_attribution(bridge, *task_inputs(mixture, t), cfg.batch_size, cfg.measure) for t in tasks], -1)
-        save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", {"allocation": alloc})
-        del bridge
-    ds = assemble(store, mixture.task_names, parts, models, cfg)
-    write_dataset(ds, store.run.analysis_path("neurons"))
-    return ds
+VARIABLES = {
+    "allocation": (
+        "attribution-patching estimate of how much zeroing the neuron lowers the task's answer logit difference "
+        "(mean over instances of sum over answer positions of a * dm/da; the loss rise or |margin change| under "
+        "other measures), clipped at 0", "1"),
+    "owner": ("index into task of the task owning the neuron", "1"),
+    "n_claimed": ("neurons the task owns in the block", "1"),
+    "claim_step": ("first step with >= claim_neurons owned neurons (all blocks), held for claim_stable more checkpoints", "1"),
+    "turnover": ("neurons whose owner moved from task to other_task since the previous checkpoint", "1"),
+    "rare_to_common": ("neurons whose owner moved to a task with a larger share of training sequences", "1"),
+}
 
 
-def assemble(store: CheckpointStore, task_names: list[str], parts, models: list[str], cfg: NeuronsConfig):
-    import xarray as xr
+@register_analysis
+class Neurons(PerCheckpoint):
+    name = "neurons"
+    config_class = NeuronsConfig
+    #: ownership settings only change the assembly: they re-derive from the same parts
+    part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor")
 
-    tasks, share = components(store, task_names)
-    share = np.array(share)
-    steps = sorted({s for m in models for s in store.steps(m)})
-    found = {(m, s): load_part(parts / m / f"step_{s}.npz")["allocation"] for m in models for s in store.steps(m)}
-    L = max(v.shape[0] for v in found.values())
-    N = max(v.shape[1] for v in found.values())
-    M, S, T = len(models), len(steps), len(tasks)
-    alloc = np.full((M, S, L, N, T), np.nan)
-    owner = np.full((M, S, L, N), -1, dtype=np.int16)
-    n_claimed = np.zeros((M, S, L, T), dtype=np.int32)
-    turnover = np.zeros((M, S, T, T), dtype=np.int32)
-    rare_to_common = np.zeros((M, S), dtype=np.int32)
-    claim = np.full((M, T), np.nan)
-    for mi, m in enumerate(models):
-        prev = None
-        mshare = np.array(components(store, task_names, m)[1])  # the shares this model was trained on
-        mine = store.steps(m)
-        floor = cfg.floor * found[(m, mine[0])].max(axis=1) if mine[0] == 0 else None
-        for s in mine:
-            a = found[(m, s)]
-            si = steps.index(s)
-            alloc[mi, si, : a.shape[0], : a.shape[1]] = a
-            o = ownership(a, floor, cfg.min_share, cfg.selectivity)
-            owner[mi, si, : o.shape[0], : o.shape[1]] = o
+    def prepare(self, ctx, cfg: NeuronsConfig) -> list:
+        tasks = ctx.tasks
+        return [task_inputs(tasks, t, cfg.examples) for t in tasks.names] + [task_inputs(tasks, None, cfg.examples)]
+
+    def compute(self, ctx, cfg: NeuronsConfig, inputs, ckpt, device, steps):
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        cols = []
+        for ids, answer in inputs:
+            if ids is None:  # a task set without background text
+                cols.append(None)
+                continue
+            cols.append(neuron_attribution(bridge, ids, answer, cfg.batch_size, cfg.measure))
+        shape = next(c.shape for c in cols if c is not None)
+        return {"allocation": np.stack([np.full(shape, np.nan) if c is None else c for c in cols], -1)}
+
+    def assemble(self, ctx, cfg: NeuronsConfig, inputs, parts):
+        import xarray as xr
+
+        tasks, share = components(ctx.tasks)
+        models = list(parts)
+        steps = sorted({s for per in parts.values() for s in per})
+        L = max(p["allocation"].shape[0] for per in parts.values() for p in per.values())
+        N = max(p["allocation"].shape[1] for per in parts.values() for p in per.values())
+        M, S, T = len(models), len(steps), len(tasks)
+        alloc = np.full((M, S, L, N, T), np.nan)
+        owner = np.full((M, S, L, N), -1, dtype=np.int16)
+        n_claimed = np.zeros((M, S, L, T), dtype=np.int32)
+        turnover = np.zeros((M, S, T, T), dtype=np.int32)
+        rare_to_common = np.zeros((M, S), dtype=np.int32)
+        claim = np.full((M, T), np.nan)
+        for mi, m in enumerate(models):
+            prev = None
+            mshare = np.array(components(ctx.tasks, m)[1])  # the shares this model was trained on
+            mine = sorted(parts[m])
+            first = parts[m][mine[0]]["allocation"]
+            floor = cfg.floor * first.max(axis=1) if mine[0] == 0 else None
+            for s in mine:
+                a = parts[m][s]["allocation"]
+                si = steps.index(s)
+                alloc[mi, si, : a.shape[0], : a.shape[1]] = a
+                o = ownership(a, floor, cfg.min_share, cfg.selectivity)
+                owner[mi, si, : o.shape[0], : o.shape[1]] = o
+                for t in range(T):
+                    n_claimed[mi, si, : o.shape[0], t] = (o == t).sum(axis=1)
+                if prev is not None:
+                    moved = (prev != o) & (prev >= 0) & (o >= 0)
+                    np.add.at(turnover[mi, si], (prev[moved], o[moved]), 1)
+                    rare_to_common[mi, si] = int((mshare[prev[moved]] < mshare[o[moved]]).sum())
+                prev = o
+            idx = [steps.index(s) for s in mine]
             for t in range(T):
-                n_claimed[mi, si, : o.shape[0], t] = (o == t).sum(axis=1)
-            if prev is not None:
-                moved = (prev != o) & (prev >= 0) & (o >= 0)
-                np.add.at(turnover[mi, si], (prev[moved], o[moved]), 1)
-                rare_to_common[mi, si] = int((mshare[prev[moved]] < mshare[o[moved]]).sum())
-            prev = o
-        idx = [steps.index(s) for s in mine]
-        for t in range(T):
-            claim[mi, t] = claim_step(mine, n_claimed[mi, idx, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
-    ds = xr.Dataset(
-        {
-            "allocation": (("model", "step", "layer", "neuron", "task"), alloc, {"long_name": "mean |activation x d(answer logit margin)/d activation|"}),
-            "owner": (("model", "step", "layer", "neuron"), owner, {"long_name": "index into task of the owning task, -1 if none"}),
-            "n_claimed": (("model", "step", "layer", "task"), n_claimed),
-            "claim_step": (("model", "task"), claim, {"long_name": "first step with >= claim_neurons owned neurons, held"}),
-            "turnover": (("model", "step", "task", "other_task"), turnover, {"long_name": "neurons whose owner moved from task to other_task since the previous checkpoint"}),
-            "rare_to_common": (("model", "step"), rare_to_common, {"long_name": "neurons whose owner moved to a task with a larger mixture share"}),
-        },
-        coords={
-            **model_step_coords(store.manifest, models, steps),
-            "layer": np.arange(L),
-            "neuron": np.arange(N),
-            "task": tasks,
-            "other_task": tasks,
-            "share": ("task", share),
-        },
-        attrs=analysis_attrs(store, "neurons", asdict(cfg)),
-    )
-    return ds
+                claim[mi, t] = claim_step(mine, n_claimed[mi, idx, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
+        ds = xr.Dataset(
+            {
+                "allocation": (("model", "step", "block", "neuron", "task"), alloc),
+                "owner": (("model", "step", "block", "neuron"), owner),
+                "n_claimed": (("model", "step", "block", "task"), n_claimed),
+                "claim_step": (("model", "task"), claim),
+                "turnover": (("model", "step", "task", "other_task"), turnover),
+                "rare_to_common": (("model", "step"), rare_to_common),
+            },
+            coords={
+                **series_coords(ctx.series, models, steps),
+                "block": np.arange(L),
+                "neuron": np.arange(N),
+                "task": tasks,
+                "other_task": tasks,
+                "share": ("task", share),
+            },
+        )
+        describe(ds, VARIABLES)
+        ds["owner"].attrs.update(flag_values=np.int16(-1), flag_meanings="unowned")
+        return ds
 
 
-ANALYSES.add("neurons", Analysis("neurons", NeuronsConfig, run_neurons))
+def run_neurons(run, cfg: NeuronsConfig | None = None, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+    """Attribution for every checkpoint of ``run`` (a path, Run or Context), resuming; writes analyses/neurons.nc."""
+    return Neurons().run(as_context(run), cfg or NeuronsConfig(), models=models, steps=steps, progress=progress)

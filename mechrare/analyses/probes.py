@@ -1,33 +1,33 @@
-"""Probe every checkpoint of a run: analyses/probes.nc.
+"""Probe every checkpoint: analyses/probes.nc.
 
 For each (model, step) the residual stream (or MLP activations) at every
 depth is read at the last prompt position of each probe instance, then every
 (layer, target) probe and its control-task twin is fitted on the training
-split and scored (accuracy) on the held-out split. ``logistic`` and ``ridge``
-fit all of a checkpoint's probes in one batched torch program; any other
-registered probe (or scikit-learn classifier) is fitted one by one.
-Each checkpoint's result is written as it finishes, so a rerun resumes.
+split and scored (accuracy) on the held-out split. A probe type with a
+batched ``fit_many`` (``logistic``, ``ridge``) fits all of a checkpoint's
+probes in one tensor program; any other registered probe (or scikit-learn
+classifier) is fitted one by one. Each checkpoint's result is a resume part.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from mechrare.activations import mlp_hooks, resid_hooks
-from mechrare.analyses.common import analysis_attrs, parts_dir, resolve_torch_device, run_mixture, save_part
-from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.metrics import model_step_coords, write_dataset
-from mechrare.checkpoints.store import CheckpointStore
+from mechrare.analyses.driver import PerCheckpoint
+from mechrare.analyses.registry import as_context, register_analysis
+from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.errors import ConfigError
-from mechrare.probes.base import PROBES, get_probe
-from mechrare.probes.solvers import SOLVERS
+from mechrare.probes.base import validated_probe
 from mechrare.probes.targets import ProbeData, build_probe_data
 
-SITES = {"resid": resid_hooks, "mlp": mlp_hooks}
+#: site -> (hook names for a number of blocks, name of the dataset's depth dimension)
+SITES = {"resid": (resid_hooks, "layer"), "mlp": (mlp_hooks, "block")}
+SCORES = ("probe_score", "control_score", "train_score")
 
 
 @dataclass
@@ -42,8 +42,8 @@ class ProbesConfig:
     seed: int = 0
 
     def validate(self, path: str) -> None:
-        if self.probe not in PROBES:
-            raise ConfigError(f"{path}.probe: unknown probe {self.probe!r}; known: {', '.join(PROBES.names())}")
+        path = path or "probes"
+        validated_probe(self.probe, self.params, path)  # unknown names, bad keys and bad values: one line now
         if self.site not in SITES:
             raise ConfigError(f"{path}.site: must be one of {', '.join(SITES)}, got {self.site!r}")
         if not 0 < self.train_fraction < 1:
@@ -90,17 +90,17 @@ def _class_groups(data: ProbeData) -> list[list[int]]:
     return list(groups.values())
 
 
-def _fit_batched(data: ProbeData, acts, cfg: ProbesConfig, device, targets: list[int], out: dict) -> None:
+def _fit_batched(template, data: ProbeData, acts, standardize: bool, device, targets: list[int], out: dict) -> None:
     import torch
 
-    specs, X, y, train, test, mask = _padded_problems(data, acts, cfg.standardize, targets)
+    specs, X, y, train, test, mask = _padded_problems(data, acts, standardize, targets)
     budget = max(1, int(4e8 // max(1, X.shape[1] * X.shape[2] * 4)))  # ~400 MB of features per call
     for lo in range(0, len(specs), budget):
         sl = slice(lo, lo + budget)
         Xt = torch.as_tensor(X[sl], device=device)
         yt = torch.as_tensor(y[sl], device=device)
         w = torch.as_tensor(train[sl], device=device)
-        models = SOLVERS[cfg.probe](Xt, yt, w=w, class_mask=torch.as_tensor(mask[sl], device=device), **cfg.params)
+        models = template.fit_many(Xt, yt, w=w, class_mask=torch.as_tensor(mask[sl], device=device))
         correct = (models.predict(Xt) == yt).cpu().numpy()
         for j, (l, t, kind) in enumerate(specs[sl]):
             out["control_score" if kind else "probe_score"][l, t] = correct[j][test[lo + j]].mean()
@@ -110,15 +110,15 @@ def _fit_batched(data: ProbeData, acts, cfg: ProbesConfig, device, targets: list
 
 def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, device) -> dict[str, np.ndarray]:
     """Scores [layer, target] for one checkpoint: probe, control and train accuracy."""
-    shape = (len(acts), len(data.targets))
-    out = {k: np.full(shape, np.nan) for k in ("probe_score", "control_score", "train_score")}
-    if cfg.probe in SOLVERS:
-        for group in _class_groups(data):
-            _fit_batched(data, acts, cfg, device, group, out)
-        return out
     from sklearn.base import clone
 
-    template = get_probe(cfg.probe, **cfg.params)
+    shape = (len(acts), len(data.targets))
+    out = {k: np.full(shape, np.nan) for k in SCORES}
+    template = validated_probe(cfg.probe, cfg.params)
+    if hasattr(template, "fit_many"):
+        for group in _class_groups(data):
+            _fit_batched(template, data, acts, cfg.standardize, device, group, out)
+        return out
     for l, x_all in enumerate(acts):
         for t, tgt in enumerate(data.targets):
             x = x_all[tgt.rows]
@@ -132,71 +132,74 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
     return out
 
 
-def _parts_dir(store: CheckpointStore, cfg: ProbesConfig):
-    return parts_dir(store, "probes", asdict(cfg))
+VARIABLES = {
+    "probe_score": ("held-out probe accuracy", "1"),
+    "control_score": ("held-out accuracy of the same probe on the control task (random label per input token)", "1"),
+    "selectivity": ("probe_score - control_score", "1"),
+    "train_score": ("probe accuracy on its training split", "1"),
+    "n_classes": ("classes of the target", "1"),
+    "n_train": ("probe training examples", "1"),
+    "n_test": ("probe held-out examples", "1"),
+}
 
 
-def run_probes(run, cfg: ProbesConfig | None = None, models: list[str] | None = None, progress: bool = True):
-    """Probe every checkpoint (resuming from finished ones); write analyses/probes.nc."""
-    from tqdm.auto import tqdm
+@register_analysis
+class Probes(PerCheckpoint):
+    name = "probes"
+    config_class = ProbesConfig
 
-    from mechrare.activations import get_activations
+    def prepare(self, ctx, cfg: ProbesConfig) -> ProbeData:
+        data = build_probe_data(ctx.tasks, cfg.examples_per_task, cfg.train_fraction, cfg.seed)
+        if not data.targets:
+            raise ConfigError(f"probes: no target has enough examples ({data.skipped}); raise probes.examples_per_task")
+        return data
 
-    cfg = cfg or ProbesConfig()
-    store = CheckpointStore(run)
-    mixture = run_mixture(store)
-    data = build_probe_data(mixture, cfg.examples_per_task, cfg.train_fraction, cfg.seed)
-    if not data.targets:
-        raise ConfigError(f"probes: no target has enough examples ({data.skipped}); raise probes.examples_per_task")
-    device = resolve_torch_device(cfg.device)
-    parts = _parts_dir(store, cfg)
-    todo = [c for c in store.iter_checkpoints(models) if not (parts / c.model / f"step_{c.step}.npz").is_file()]
-    for ckpt in tqdm(todo, desc="probes", unit="ckpt", disable=not progress):
-        bridge = store.load_bridge(ckpt.model, ckpt.step, device=str(device))
-        hooks = SITES[cfg.site](bridge.cfg.n_layers)
+    def compute(self, ctx, cfg: ProbesConfig, data: ProbeData, ckpt, device, steps):
+        from mechrare.activations import get_activations
+
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        hooks = SITES[cfg.site][0](bridge.cfg.n_layers)
         acts = get_activations(bridge, data.ids, hooks, positions=data.positions)
-        scores = fit_checkpoint(data, [acts[h] for h in hooks], cfg, device)
-        save_part(parts / ckpt.model / f"step_{ckpt.step}.npz", scores)
-        del bridge
-    ds = assemble(store, data, cfg, parts, models)
-    write_dataset(ds, store.run.analysis_path("probes"))
-    return ds
+        return fit_checkpoint(data, [acts[h] for h in hooks], cfg, device)
+
+    def assemble(self, ctx, cfg: ProbesConfig, data: ProbeData, parts):
+        import xarray as xr
+
+        models = list(parts)
+        steps = sorted({s for per in parts.values() for s in per})
+        depth = SITES[cfg.site][1]
+        n_depth = max(a["probe_score"].shape[0] for per in parts.values() for a in per.values())
+        names = [t.name for t in data.targets]
+        arrays = {k: np.full((len(models), len(steps), n_depth, len(names)), np.nan) for k in SCORES}
+        for mi, m in enumerate(models):
+            for s, scores in parts[m].items():
+                si = steps.index(s)
+                for key in arrays:
+                    arrays[key][mi, si, : scores[key].shape[0]] = scores[key]
+        dims = ("model", "step", depth, "target")
+        ds = xr.Dataset(
+            {
+                "probe_score": (dims, arrays["probe_score"]),
+                "control_score": (dims, arrays["control_score"]),
+                "selectivity": (dims, arrays["probe_score"] - arrays["control_score"]),
+                "train_score": (dims, arrays["train_score"]),
+            },
+            coords={
+                **series_coords(ctx.series, models, steps),
+                depth: np.arange(n_depth),
+                "target": names,
+                "target_task": ("target", [t.task for t in data.targets]),
+                "n_classes": ("target", [t.n_classes for t in data.targets]),
+                "n_train": ("target", [t.n_train for t in data.targets]),
+                "n_test": ("target", [t.n_test for t in data.targets]),
+            },
+            attrs={"skipped_targets": json.dumps(data.skipped)},
+        )
+        ds["target_task"].attrs["long_name"] = "task whose instances the target uses (all: every task)"
+        return describe(ds, VARIABLES)
 
 
-def assemble(store: CheckpointStore, data: ProbeData, cfg: ProbesConfig, parts, models=None):
-    import xarray as xr
-
-    models = models or store.models()
-    steps = sorted({s for m in models for s in store.steps(m)})
-    found = {(m, s): np.load(parts / m / f"step_{s}.npz") for m in models for s in store.steps(m)}
-    n_layers = max(v["probe_score"].shape[0] for v in found.values())
-    names = [t.name for t in data.targets]
-    arrays = {k: np.full((len(models), len(steps), n_layers, len(names)), np.nan) for k in ("probe_score", "control_score", "train_score")}
-    for (m, s), scores in found.items():
-        mi, si = models.index(m), steps.index(s)
-        for key in arrays:
-            arrays[key][mi, si, : scores[key].shape[0]] = scores[key]
-    dims = ("model", "step", "layer", "target")
-    ds = xr.Dataset(
-        {
-            "probe_score": (dims, arrays["probe_score"], {"long_name": "held-out probe accuracy"}),
-            "control_score": (dims, arrays["control_score"], {"long_name": "held-out control-task accuracy"}),
-            "selectivity": (dims, arrays["probe_score"] - arrays["control_score"]),
-            "train_score": (dims, arrays["train_score"], {"long_name": "probe accuracy on its training split"}),
-        },
-        coords={
-            **model_step_coords(store.manifest, models, steps),
-            "layer": np.arange(n_layers),
-            "target": names,
-            "target_task": ("target", [t.task for t in data.targets]),
-            "n_classes": ("target", [t.n_classes for t in data.targets]),
-            "n_train": ("target", [t.n_train for t in data.targets]),
-            "n_test": ("target", [t.n_test for t in data.targets]),
-        },
-        attrs=analysis_attrs(store, "probes", asdict(cfg), skipped_targets=json.dumps(data.skipped)),
-    )
-    ds.layer.attrs["long_name"] = "depth: 0 = embeddings, l + 1 = after block l" if cfg.site == "resid" else "MLP layer"
-    return ds
-
-
-ANALYSES.add("probes", Analysis("probes", ProbesConfig, run_probes))
+def run_probes(run, cfg: ProbesConfig | None = None, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+    """Probe every checkpoint of ``run`` (a path, Run or Context), resuming from finished ones;
+    writes analyses/probes.nc."""
+    return Probes().run(as_context(run), cfg or ProbesConfig(), models=models, steps=steps, progress=progress)

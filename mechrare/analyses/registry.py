@@ -1,19 +1,44 @@
-"""The analyses that ``mechrare analyze`` runs, by name, with their config classes."""
+"""What an analysis is, what it reads, and the registry ``mechrare analyze`` runs from.
+
+An analysis reads a :class:`Context`: a checkpoint series, a task set and the
+folder its dataset goes to. It never reads a manifest or a mixture. Most
+analyses are per-checkpoint (:class:`mechrare.analyses.driver.PerCheckpoint`:
+a config, a ``compute(checkpoint)`` and an ``assemble(parts)``); run-level
+ones (retention) implement :meth:`Analysis.run` directly.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
 
 from mechrare.registry import Registry
+from mechrare.runs import Context, open_run
+
+__all__ = ["ANALYSES", "Analysis", "Context", "as_context", "ordered", "register_analysis"]
 
 
-@dataclass(frozen=True)
-class Analysis:
-    name: str
-    config_class: type
-    run: Callable  # (run_path, config, progress=...) -> xarray.Dataset, written to analyses/<name>.nc
-    after: tuple[str, ...] = ()  # analyses whose results this one reads when they are present
+def as_context(run) -> Context:
+    """A Context from a Context, a Run, or a run folder's path."""
+    if isinstance(run, Context):
+        return run
+    if hasattr(run, "context"):
+        return run.context()
+    return open_run(Path(run)).context()
+
+
+class Analysis(ABC):
+    """Base class: a name, a config class and :meth:`run`."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    #: analyses whose datasets this one reads when they are present (run after them)
+    after: ClassVar[tuple[str, ...]] = ()
+
+    @abstractmethod
+    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+        """Compute, write ``ctx.analysis_path(name)`` and return the xarray Dataset."""
 
 
 def ordered(names: list[str]) -> list[str]:
@@ -31,6 +56,12 @@ def ordered(names: list[str]) -> list[str]:
     for name in names:
         visit(name)
     return done
+
+
+def register_analysis(cls: type[Analysis]) -> type[Analysis]:
+    """Class decorator: register an instance of ``cls`` under ``cls.name``."""
+    ANALYSES.add(cls.name, cls())
+    return cls
 
 
 ANALYSES: Registry[Analysis] = Registry("analysis", entry_point_group="mechrare.analyses")

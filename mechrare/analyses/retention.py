@@ -34,12 +34,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mechrare.analyses.common import analysis_attrs
-from mechrare.analyses.registry import ANALYSES, Analysis
-from mechrare.checkpoints.metrics import open_dataset, write_dataset
-from mechrare.checkpoints.run import RunFolder
-from mechrare.checkpoints.store import CheckpointStore
+from mechrare.analyses.registry import Analysis, as_context, register_analysis
+from mechrare.checkpoints.datasets import describe, open_dataset, provenance, write_dataset
 from mechrare.errors import ConfigError
+from mechrare.runs import Context
 
 SIGNALS = ("accuracy", "retained_signal", "probe", "neurons", "sae")
 DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
@@ -106,33 +104,34 @@ def detect(steps: np.ndarray, values: np.ndarray, min_rise: float, width: int = 
 
 
 # -- signals -------------------------------------------------------------------------------------
-def _open(run: RunFolder, name: str):
-    path = run.metrics_path if name == "metrics" else run.analysis_path(name)
+def _open(ctx: Context, name: str):
+    path = ctx.dataset_path(name)
     return open_dataset(path) if path.is_file() else None
 
 
-def load_signals(run: RunFolder, models: list[str], tasks: list[str]) -> dict:
+def load_signals(ctx: Context, models: list[str], tasks: list[str]) -> dict:
     """{signal: DataArray(model, step, task)} for every signal whose dataset exists."""
     import xarray as xr
 
     out = {}
-    metrics = _open(run, "metrics")
+    metrics = _open(ctx, "metrics")
     if metrics is not None:
         for var in ("accuracy", "retained_signal"):  # retained_signal: the toy model's s_k(U)
             if var in metrics:
                 out[var] = metrics[var].sel(model=models, task=tasks)
-    probes = _open(run, "probes")
+    probes = _open(ctx, "probes")
     if probes is not None:
         targets = [f"{t}/answer" for t in tasks]
         have = [t for t in targets if t in probes.target.values]
         if have:
-            best = probes.probe_score.sel(model=[m for m in models if m in probes.model.values], target=have).max("layer")
+            depth = "layer" if "layer" in probes.probe_score.dims else "block"
+            best = probes.probe_score.sel(model=[m for m in models if m in probes.model.values], target=have).max(depth)
             best = best.assign_coords(target=[t.rsplit("/", 1)[0] for t in have]).rename(target="task")
             out["probe"] = best.reindex(task=tasks)
-    neurons = _open(run, "neurons")
+    neurons = _open(ctx, "neurons")
     if neurons is not None:
-        out["neurons"] = neurons.n_claimed.sum("layer").sel(task=tasks).astype(float)
-    sae = _open(run, "sae")
+        out["neurons"] = neurons.n_claimed.sum("block").sel(task=tasks).astype(float)
+    sae = _open(ctx, "sae")
     if sae is not None:
         counts = sae.n_task_features.sum("layer", min_count=1)
         out["sae"] = counts.reindex(task=tasks)
@@ -151,61 +150,99 @@ def _window_stats(interference, model: str, task: str, peak: float, over: float)
     return float(np.nanmean(cos)) if np.isfinite(cos).any() else np.nan, float(np.nansum(lc)) if np.isfinite(lc).any() else np.nan
 
 
+VARIABLES = {
+    "learned_step": ("first step at which the smoothed signal reaches halfway from its start to its peak (learned signals only)", "1"),
+    "peak_step": ("step of the smoothed signal's maximum (learned signals only)", "1"),
+    "peak_value": ("maximum of the smoothed signal (learned signals only)", "1"),
+    "final_value": ("last value of the smoothed signal", "1"),
+    "overwrite_step": ("overwrite step of the first overwrite event (NaN: none)", "1"),
+    "interference_at_overwrite": ("mean cos(g_nt, g_r) of the task over the first event's window (peak, overwrite]", "1"),
+    "loss_change_at_overwrite": ("summed loss_change of the task from the other components over the first event's window", "1"),
+    "retained": ("learned, and the final smoothed value is at least halfway from start to peak", "1"),
+    "n_overwrites": ("overwrite events", "1"),
+    "event_model": ("model of the event", None),
+    "event_task": ("task of the event", None),
+    "event_signal": ("signal of the event", None),
+    "event_peak_step": ("step of the event's peak", "1"),
+    "event_overwrite_step": ("step at which the signal had fallen by half the peak's prominence", "1"),
+    "event_drop": ("fall of the smoothed signal from peak to overwrite step", "1"),
+    "event_interference": ("mean cos(g_nt, g_r) over the event's window (peak, overwrite]", "1"),
+    "event_loss_change": ("summed loss_change from the other components over the event's window", "1"),
+}
+
+
+@register_analysis
+class Retention(Analysis):
+    name = "retention"
+    config_class = RetentionConfig
+    after = ("probes", "sae", "neurons", "interference")
+
+    def run(self, ctx: Context, cfg: RetentionConfig, *, models=None, steps=None, progress: bool = True):
+        """Detect learned / peak / overwrite steps for every (model, task, signal); writes analyses/retention.nc.
+
+        Run-level: it reads the datasets present (``steps`` is not used)."""
+        import xarray as xr
+
+        from mechrare.analyses.driver import select_models
+
+        models = select_models(ctx, models)
+        metrics = _open(ctx, "metrics")
+        if ctx.tasks is not None:
+            tasks = list(ctx.tasks.names)
+        elif metrics is not None:
+            tasks = [str(t) for t in metrics.task.values]
+        else:
+            raise ConfigError(f"{ctx.folder}: no metrics.nc or task set to read; train the run first")
+        signals = load_signals(ctx, models, tasks)
+        if not signals:
+            raise ConfigError(f"{ctx.folder}: no metrics.nc or analyses to read; train the run first")
+        interference = _open(ctx, "interference")
+        names = [s for s in SIGNALS if s in signals]
+        shape = (len(models), len(tasks), len(names))
+        var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step", "interference_at_overwrite", "loss_change_at_overwrite")}
+        retained = np.zeros(shape, dtype=bool)
+        n_over = np.zeros(shape, dtype=np.int32)
+        events = []
+        for mi, m in enumerate(models):
+            for ti, t in enumerate(tasks):
+                for si, sig in enumerate(names):
+                    da = signals[sig].sel(model=m, task=t)
+                    d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
+                    for key in ("learned_step", "peak_step", "peak_value", "final_value"):
+                        var[key][mi, ti, si] = getattr(d, key)
+                    retained[mi, ti, si] = d.retained
+                    n_over[mi, ti, si] = len(d.events)
+                    for k, (peak, over, drop) in enumerate(d.events):
+                        cos, lc = _window_stats(interference, m, t, peak, over)
+                        events.append((m, t, sig, peak, over, drop, cos, lc))
+                        if k == 0:
+                            var["overwrite_step"][mi, ti, si] = over
+                            var["interference_at_overwrite"][mi, ti, si] = cos
+                            var["loss_change_at_overwrite"][mi, ti, si] = lc
+        dims = ("model", "task", "signal")
+        ev = list(zip(*events)) if events else [[] for _ in range(8)]
+        ds = xr.Dataset(
+            {
+                **{k: (dims, v) for k, v in var.items()},
+                "retained": (dims, retained),
+                "n_overwrites": (dims, n_over),
+                "event_model": (("event",), np.array(ev[0], dtype=str)),
+                "event_task": (("event",), np.array(ev[1], dtype=str)),
+                "event_signal": (("event",), np.array(ev[2], dtype=str)),
+                "event_peak_step": (("event",), np.array(ev[3], dtype=float)),
+                "event_overwrite_step": (("event",), np.array(ev[4], dtype=float)),
+                "event_drop": (("event",), np.array(ev[5], dtype=float)),
+                "event_interference": (("event",), np.array(ev[6], dtype=float)),
+                "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
+            },
+            coords={"model": models, "n_params": ("model", [ctx.series.n_params(m) for m in models]), "task": tasks, "signal": names},
+            attrs=provenance("retention", asdict(cfg), has_interference=int(interference is not None)),
+        )
+        describe(ds, VARIABLES)
+        write_dataset(ds, ctx.analysis_path("retention"), root=ctx.folder)
+        return ds
+
+
 def run_retention(run, cfg: RetentionConfig | None = None, models: list[str] | None = None, progress: bool = True):
-    """Detect learned / peak / overwrite steps for every (model, task, signal); writes analyses/retention.nc."""
-    import xarray as xr
-
-    cfg = cfg or RetentionConfig()
-    store = CheckpointStore(run)
-    models = models or store.models()
-    tasks = [t["name"] for t in store.manifest["tasks"]]
-    signals = load_signals(store.run, models, tasks)
-    if not signals:
-        raise ConfigError(f"{store.run.path}: no metrics.nc or analyses to read; train the run first")
-    interference = _open(store.run, "interference")
-    names = [s for s in SIGNALS if s in signals]
-    shape = (len(models), len(tasks), len(names))
-    var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step", "interference_at_overwrite", "loss_change_at_overwrite")}
-    retained = np.zeros(shape, dtype=bool)
-    n_over = np.zeros(shape, dtype=np.int32)
-    events = []
-    for mi, m in enumerate(models):
-        for ti, t in enumerate(tasks):
-            for si, sig in enumerate(names):
-                da = signals[sig].sel(model=m, task=t)
-                d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
-                for key in ("learned_step", "peak_step", "peak_value", "final_value"):
-                    var[key][mi, ti, si] = getattr(d, key)
-                retained[mi, ti, si] = d.retained
-                n_over[mi, ti, si] = len(d.events)
-                for k, (peak, over, drop) in enumerate(d.events):
-                    cos, lc = _window_stats(interference, m, t, peak, over)
-                    events.append((m, t, sig, peak, over, drop, cos, lc))
-                    if k == 0:
-                        var["overwrite_step"][mi, ti, si] = over
-                        var["interference_at_overwrite"][mi, ti, si] = cos
-                        var["loss_change_at_overwrite"][mi, ti, si] = lc
-    dims = ("model", "task", "signal")
-    ev = list(zip(*events)) if events else [[] for _ in range(8)]
-    ds = xr.Dataset(
-        {
-            **{k: (dims, v) for k, v in var.items()},
-            "retained": (dims, retained),
-            "n_overwrites": (dims, n_over),
-            "event_model": (("event",), np.array(ev[0], dtype=str)),
-            "event_task": (("event",), np.array(ev[1], dtype=str)),
-            "event_signal": (("event",), np.array(ev[2], dtype=str)),
-            "event_peak_step": (("event",), np.array(ev[3], dtype=float)),
-            "event_overwrite_step": (("event",), np.array(ev[4], dtype=float)),
-            "event_drop": (("event",), np.array(ev[5], dtype=float)),
-            "event_interference": (("event",), np.array(ev[6], dtype=float)),
-            "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
-        },
-        coords={"model": models, "n_params": ("model", [store.manifest["models"][m]["n_params"] for m in models]), "task": tasks, "signal": names},
-        attrs=analysis_attrs(store, "retention", asdict(cfg), has_interference=int(interference is not None)),
-    )
-    write_dataset(ds, store.run.analysis_path("retention"))
-    return ds
-
-
-ANALYSES.add("retention", Analysis("retention", RetentionConfig, run_retention, after=("probes", "sae", "neurons", "interference")))
+    """Retention for ``run`` (a path, Run or Context); writes analyses/retention.nc."""
+    return Retention().run(as_context(run), cfg or RetentionConfig(), models=models, progress=progress)

@@ -15,19 +15,24 @@ It is saved in sae-lens's format under ``analyses/sae/...`` (loadable with
   ``feature_retention(task)`` is the share of the task's specific features at
   step t that have a match at the next analysed step; ``n_born`` / ``n_died``
   count alive features without a match backwards / forwards.
+
+Every model's SAEs see the same tokens: batches of the run's own mixture
+(``batches()`` of the task set) at steps far beyond training.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from mechrare.activations import resid_hooks
-from mechrare.analyses.common import analysis_attrs, resolve_torch_device, run_mixture
-from mechrare.analyses.registry import ANALYSES, Analysis
+from mechrare.analyses.driver import PerCheckpoint, digest
+from mechrare.analyses.registry import as_context, register_analysis
 from mechrare.analyses.sae_training import (
     ARCHITECTURES,
     SAETrainSpec,
@@ -39,8 +44,7 @@ from mechrare.analyses.sae_training import (
     train_sae,
 )
 from mechrare.checkpoints.atomic import atomic_dir
-from mechrare.checkpoints.metrics import model_step_coords, write_dataset
-from mechrare.checkpoints.store import CheckpointStore
+from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.errors import ConfigError
 
 FRESH_DATA_OFFSET = 10**9  # mixture steps far beyond any training step
@@ -100,15 +104,15 @@ def chosen_steps(available: list[int], cfg: SAEConfig) -> list[int]:
     return [available[i] for i in idx]
 
 
-def activation_buffer(bridge, mixture, hook: str, cfg: SAEConfig):
-    """Token activations ([N, d]) at ``hook`` on fresh mixture batches, and each token's task (-1: background)."""
+def activation_buffer(bridge, batches, hook: str, cfg: SAEConfig):
+    """Token activations ([N, d]) at ``hook`` on fresh training-distribution batches, and each token's task (-1: background)."""
     from mechrare.activations import get_activations
     from mechrare.data.mixture import IGNORE
 
     rows, tasks, masks, labels = [], [], [], []
     step = 0
     while sum(len(r) for r in rows) < cfg.sequences:
-        batch = mixture.batch(FRESH_DATA_OFFSET + cfg.seed * 100_003 + step, 64)
+        batch = batches.batch(FRESH_DATA_OFFSET + cfg.seed * 100_003 + step, 64)
         rows.append(batch.input_ids)
         tasks.append(batch.task)
         masks.append(batch.task_mask)
@@ -123,117 +127,123 @@ def activation_buffer(bridge, mixture, hook: str, cfg: SAEConfig):
     return acts[keep], token_task[keep]
 
 
-def _settings_dir(store: CheckpointStore, cfg: SAEConfig):
-    key = json.dumps({k: v for k, v in asdict(cfg).items() if k not in ("device", "steps", "max_checkpoints")}, sort_keys=True)
-    return store.run.path / "analyses" / "sae" / hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def train_checkpoint(store, mixture, model: str, step: int, depth: int, cfg: SAEConfig, device, folder) -> None:
+def train_one(bridge, batches, n_tasks: int, depth: int, cfg: SAEConfig, device, folder: Path) -> dict:
+    """Train and score one SAE at residual depth ``depth``; save it (sae-lens format) to ``folder/sae``."""
     import torch
 
-    bridge = store.load_bridge(model, step, device=str(device))
     hook = resid_hooks(bridge.cfg.n_layers)[depth]
-    acts, token_task = activation_buffer(bridge, mixture, hook, cfg)
+    acts, token_task = activation_buffer(bridge, batches, hook, cfg)
     buffer = torch.as_tensor(acts, device=device)
     spec = cfg.train_spec(acts.shape[1])
     sae = train_sae(buffer_batches(buffer, cfg.batch_size, cfg.seed), acts.shape[1], spec, str(device), autocast=device.type == "cuda")
-    stats = score_sae(sae, acts, token_task, len(mixture.tasks))
+    stats = score_sae(sae, acts, token_task, n_tasks)
+    if folder.exists():  # left by an interrupted run whose part was never written: replace it
+        shutil.rmtree(folder)
     with atomic_dir(folder) as tmp:
         sae.save_inference_model(str(tmp / "sae"))
-        np.savez(
-            tmp / "stats.npz",
-            decoder=decoder_directions(sae),
-            alive=stats["alive"],
-            mass=stats["mass"],
-            scalars=np.array([stats["explained_variance"], stats["l0"], stats["dead_fraction"], len(acts)]),
-        )
         (tmp / "hook.json").write_text(json.dumps({"hook": hook, "depth": depth, "tokens": int(len(acts))}))
+    return {
+        "decoder": decoder_directions(sae),
+        "alive": stats["alive"],
+        "mass": stats["mass"],
+        "scalars": np.array([stats["explained_variance"], stats["l0"], stats["dead_fraction"], len(acts)]),
+    }
 
 
-def run_sae(run, cfg: SAEConfig | None = None, models: list[str] | None = None, progress: bool = True):
-    """Train and score SAEs over the chosen checkpoints (resuming); write analyses/sae.nc."""
-    from tqdm.auto import tqdm
+VARIABLES = {
+    "explained_variance": ("explained variance of the SAE's reconstruction on its activation buffer", "1"),
+    "l0": ("mean number of active features per token", "1"),
+    "dead_fraction": ("share of features that never fire on the buffer", "1"),
+    "n_alive": ("features that fire at least once", "1"),
+    "n_born": ("alive features with no match at the previous analysed step", "1"),
+    "n_died": ("alive features with no match at the next analysed step", "1"),
+    "n_background_features": ("alive features with >= specificity of their mass on background tokens", "1"),
+    "n_task_features": ("alive features with >= specificity of their activation mass on the task's tokens", "1"),
+    "feature_retention": ("share of the task's specific features matched (decoder cosine) at the next analysed step", "1"),
+}
 
-    cfg = cfg or SAEConfig()
-    store = CheckpointStore(run)
-    mixture = run_mixture(store)
-    device = resolve_torch_device(cfg.device)
-    base = _settings_dir(store, cfg)
-    models = models or store.models()
-    jobs = []
-    for model in models:
-        n_layers = store.manifest["models"][model]["shape"]["n_layers"]
-        depths = sorted({d % (n_layers + 1) for d in cfg.layers})
+
+@register_analysis
+class SAEs(PerCheckpoint):
+    name = "sae"
+    config_class = SAEConfig
+    part_ignore = ("device", "steps", "max_checkpoints")
+
+    def select_steps(self, ctx, cfg: SAEConfig, model: str, steps: list[int]) -> list[int]:
+        return chosen_steps(steps, cfg)
+
+    def sae_root(self, ctx, cfg: SAEConfig) -> Path:
+        """``analyses/sae/<settings>``: the saved SAEs, ``<model>/layer_<depth>/step_<N>/sae``."""
+        return Path(ctx.folder) / "analyses" / "sae" / digest(self.part_settings(cfg))
+
+    def compute(self, ctx, cfg: SAEConfig, state, ckpt, device, steps):
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        batches = ctx.tasks.require_batches(None, self.name)
+        depths = sorted({d % (bridge.cfg.n_layers + 1) for d in cfg.layers})
+        out = {"depths": np.array(depths)}
         for depth in depths:
-            for step in chosen_steps(store.steps(model), cfg):
-                jobs.append((model, depth, step, base / model / f"layer_{depth}" / f"step_{step}"))
-    todo = [j for j in jobs if not (j[3] / "stats.npz").is_file()]
-    for model, depth, step, folder in tqdm(todo, desc="sae", unit="sae", disable=not progress):
-        train_checkpoint(store, mixture, model, step, depth, cfg, device, folder)
-    ds = assemble(store, mixture.task_names, jobs, cfg)
-    write_dataset(ds, store.run.analysis_path("sae"))
-    return ds
+            folder = self.sae_root(ctx, cfg) / ckpt.model / f"layer_{depth}" / f"step_{ckpt.step}"
+            for key, value in train_one(bridge, batches, len(ctx.tasks.names), depth, cfg, device, folder).items():
+                out[f"d{depth}_{key}"] = value
+        return out
+
+    def assemble(self, ctx, cfg: SAEConfig, state, parts):
+        import xarray as xr
+
+        tasks = ctx.tasks.names
+        models = list(parts)
+        depths = sorted({int(d) for per in parts.values() for p in per.values() for d in p["depths"]})
+        steps = sorted({s for per in parts.values() for s in per})
+        shape3 = (len(models), len(steps), len(depths))
+        out = {k: np.full(shape3, np.nan) for k in ("explained_variance", "l0", "dead_fraction", "n_alive", "n_born", "n_died", "n_background_features")}
+        n_task = np.full(shape3 + (len(tasks),), np.nan)
+        retention = np.full(shape3 + (len(tasks),), np.nan)
+        for mi, model in enumerate(models):
+            for li, depth in enumerate(depths):
+                items = [(s, {k: p[f"d{depth}_{k}"] for k in ("decoder", "alive", "mass", "scalars")})
+                         for s, p in sorted(parts[model].items()) if depth in p["depths"]]
+                for i, (step, st) in enumerate(items):
+                    si = steps.index(step)
+                    ev, l0, dead, _ = st["scalars"]
+                    out["explained_variance"][mi, si, li], out["l0"][mi, si, li], out["dead_fraction"][mi, si, li] = ev, l0, dead
+                    alive = st["alive"].astype(bool)
+                    spec = task_specificity(st["mass"])
+                    specific = (spec >= cfg.specificity) & alive[:, None]
+                    n_task[mi, si, li] = specific[:, : len(tasks)].sum(0)
+                    out["n_background_features"][mi, si, li] = specific[:, len(tasks)].sum()
+                    out["n_alive"][mi, si, li] = alive.sum()
+                    if i + 1 < len(items):
+                        nxt = items[i + 1][1]
+                        fwd = match_features(st["decoder"][alive], nxt["decoder"][nxt["alive"].astype(bool)], cfg.match_threshold)
+                        survived = np.zeros(len(alive), dtype=bool)
+                        survived[np.flatnonzero(alive)] = fwd >= 0
+                        for t in range(len(tasks)):
+                            if specific[:, t].any():
+                                retention[mi, si, li, t] = survived[specific[:, t]].mean()
+                        out["n_died"][mi, si, li] = int((fwd < 0).sum())
+                    if i > 0:
+                        prev = items[i - 1][1]
+                        back = match_features(st["decoder"][alive], prev["decoder"][prev["alive"].astype(bool)], cfg.match_threshold)
+                        out["n_born"][mi, si, li] = int((back < 0).sum())
+        dims = ("model", "step", "layer")
+        data_vars = {k: (dims, v) for k, v in out.items()}
+        data_vars["n_task_features"] = (dims + ("task",), n_task)
+        data_vars["feature_retention"] = (dims + ("task",), retention)
+        shares = ctx.tasks.shares() or {}
+        ds = xr.Dataset(
+            data_vars,
+            coords={
+                **series_coords(ctx.series, models, steps),
+                "layer": depths,
+                "task": tasks,
+                "share": ("task", [shares.get(t, np.nan) for t in tasks]),
+                "complexity": ("task", [ctx.tasks.complexity(t) for t in tasks]),
+            },
+            attrs={"sae_folder": os.path.relpath(self.sae_root(ctx, cfg), Path(ctx.folder))},
+        )
+        return describe(ds, VARIABLES)
 
 
-def assemble(store: CheckpointStore, tasks: list[str], jobs, cfg: SAEConfig):
-    import xarray as xr
-
-    models = list(dict.fromkeys(j[0] for j in jobs))
-    depths = sorted({j[1] for j in jobs})
-    steps = sorted({j[2] for j in jobs})
-    shape3 = (len(models), len(steps), len(depths))
-    out = {k: np.full(shape3, np.nan) for k in ("explained_variance", "l0", "dead_fraction", "n_alive", "n_born", "n_died", "n_background_features")}
-    n_task = np.full(shape3 + (len(tasks),), np.nan)
-    retention = np.full(shape3 + (len(tasks),), np.nan)
-    series: dict[tuple, list] = {}
-    for model, depth, step, folder in jobs:
-        series.setdefault((model, depth), []).append((step, np.load(folder / "stats.npz")))
-    for (model, depth), items in series.items():
-        items.sort(key=lambda x: x[0])
-        mi, li = models.index(model), depths.index(depth)
-        for i, (step, st) in enumerate(items):
-            si = steps.index(step)
-            ev, l0, dead, _ = st["scalars"]
-            out["explained_variance"][mi, si, li], out["l0"][mi, si, li], out["dead_fraction"][mi, si, li] = ev, l0, dead
-            alive = st["alive"].astype(bool)
-            spec = task_specificity(st["mass"])
-            specific = (spec >= cfg.specificity) & alive[:, None]
-            n_task[mi, si, li] = specific[:, : len(tasks)].sum(0)
-            out["n_background_features"][mi, si, li] = specific[:, len(tasks)].sum()
-            out["n_alive"][mi, si, li] = alive.sum()
-            if i + 1 < len(items):
-                nxt = items[i + 1][1]
-                fwd = match_features(st["decoder"][alive], nxt["decoder"][nxt["alive"].astype(bool)], cfg.match_threshold)
-                survived = np.zeros(len(alive), dtype=bool)
-                survived[np.flatnonzero(alive)] = fwd >= 0
-                for t in range(len(tasks)):
-                    if specific[:, t].any():
-                        retention[mi, si, li, t] = survived[specific[:, t]].mean()
-                out["n_died"][mi, si, li] = int((fwd < 0).sum())
-            if i > 0:
-                prev = items[i - 1][1]
-                back = match_features(st["decoder"][alive], prev["decoder"][prev["alive"].astype(bool)], cfg.match_threshold)
-                out["n_born"][mi, si, li] = int((back < 0).sum())
-    dims = ("model", "step", "layer")
-    manifest = store.manifest
-    data_vars = {k: (dims, v) for k, v in out.items()}
-    data_vars["n_task_features"] = (dims + ("task",), n_task, {"long_name": f"alive features with >= {cfg.specificity} of their mass on the task"})
-    data_vars["feature_retention"] = (dims + ("task",), retention, {"long_name": "share of the task's features matched at the next analysed step"})
-    task_rows = {t["name"]: t for t in manifest["tasks"]}
-    ds = xr.Dataset(
-        data_vars,
-        coords={
-            **model_step_coords(manifest, models, steps),
-            "layer": depths,
-            "task": tasks,
-            "frequency": ("task", [task_rows[t]["share"] for t in tasks]),
-            "complexity": ("task", [task_rows[t]["complexity"] for t in tasks]),
-        },
-        attrs=analysis_attrs(store, "sae", asdict(cfg), sae_folder=str(_settings_dir(store, cfg))),
-    )
-    ds["n_died"].attrs["long_name"] = "alive features with no match at the next analysed step"
-    ds["n_born"].attrs["long_name"] = "alive features with no match at the previous analysed step"
-    return ds
-
-
-ANALYSES.add("sae", Analysis("sae", SAEConfig, run_sae))
+def run_sae(run, cfg: SAEConfig | None = None, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+    """Train and score SAEs over the chosen checkpoints of ``run`` (a path, Run or Context), resuming; writes analyses/sae.nc."""
+    return SAEs().run(as_context(run), cfg or SAEConfig(), models=models, steps=steps, progress=progress)

@@ -13,23 +13,22 @@
 
 from __future__ import annotations
 
-import datetime as _dt
+import dataclasses
 import json
 import re
 from pathlib import Path
 from typing import Any
 
+from mechrare._version import __version__
 from mechrare.checkpoints.atomic import atomic_write_json
-from mechrare.errors import RunFolderError
+from mechrare.checkpoints.manifest import Manifest
+from mechrare.errors import ConfigError, RunFolderError
 
-SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 STEP_RE = re.compile(r"^step_(\d+)$")
 
 
 def mechrare_version() -> str:
-    from mechrare import __version__
-
     return __version__
 
 
@@ -62,27 +61,29 @@ class RunFolder:
     def exists(self) -> bool:
         return self.manifest_path.is_file()
 
-    def read_manifest(self) -> dict[str, Any]:
+    def read_manifest(self) -> Manifest:
+        """The typed manifest; a missing, damaged or malformed one is one clear line (RunFolderError)."""
         if not self.path.exists():
             raise RunFolderError(f"{self.path}: no such run folder; train one with `mechrare train PRESET --out {self.path}`")
         if not self.exists():
             raise RunFolderError(f"{self.path}: not a mechrare run folder (no {MANIFEST})")
         try:
-            manifest = json.loads(self.manifest_path.read_text())
-        except json.JSONDecodeError as exc:
+            raw = json.loads(self.manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunFolderError(f"{self.manifest_path}: damaged manifest ({exc})") from None
-        if manifest.get("schema") != SCHEMA_VERSION:
-            raise RunFolderError(
-                f"{self.manifest_path}: schema {manifest.get('schema')!r}, this mechrare reads {SCHEMA_VERSION}"
-            )
-        return manifest
+        try:
+            return Manifest.from_dict(raw)
+        except ConfigError as exc:
+            raise RunFolderError(f"{self.manifest_path}: malformed manifest: {exc}") from None
 
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic_write_json(self.manifest_path, manifest)
+    def write_manifest(self, manifest: Manifest) -> None:
+        """The one writer of manifest.json (atomic)."""
+        manifest.validate("")
+        atomic_write_json(self.manifest_path, manifest.to_dict())
 
-    def update_model(self, model: str, **fields: Any) -> dict[str, Any]:
+    def update_model(self, model: str, **fields: Any) -> Manifest:
         manifest = self.read_manifest()
-        manifest["models"][model].update(fields)
+        manifest.models[model] = dataclasses.replace(manifest.model(model), **fields)
         self.write_manifest(manifest)
         return manifest
 
@@ -98,18 +99,6 @@ class RunFolder:
             if m and (child / "mechrare.json").is_file():
                 steps.append(int(m.group(1)))
         return sorted(steps)
-
-
-def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {
-        "schema": SCHEMA_VERSION,
-        "mechrare_version": mechrare_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "name": name,
-        "seed": config["seed"],
-        "config": config,
-        **fields,
-    }
 
 
 def first_difference(a: Any, b: Any, path: str = "") -> str | None:

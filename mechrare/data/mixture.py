@@ -29,6 +29,7 @@ import numpy as np
 
 from mechrare.config import MixtureConfig, TaskConfig
 from mechrare.data.background import MarkovSource
+from mechrare.data.instances import Instances
 from mechrare.data.tasks import TASK_FAMILIES, Example, Task
 from mechrare.data.vocab import Vocabulary
 from mechrare.errors import ConfigError
@@ -42,21 +43,6 @@ class Batch:
     labels: np.ndarray  # [B, L] int64, IGNORE at padding
     task: np.ndarray  # [B] index into Mixture.tasks, -1 for a background-only row
     task_mask: np.ndarray  # [B, L] bool, True on a task instance's tokens and its <eos>
-
-
-@dataclass
-class EvalSet:
-    """A task's held-out instances, all of the task's fixed length (no padding)."""
-
-    task: str
-    input_ids: np.ndarray  # [N, T]
-    n_prompt: int
-    latents: dict[str, np.ndarray]  # target -> [N] class indices
-
-    @property
-    def answer_slice(self) -> slice:
-        """Logit positions that predict the answer tokens."""
-        return slice(self.n_prompt - 1, self.input_ids.shape[1] - 1)
 
 
 class Mixture:
@@ -149,11 +135,14 @@ class Mixture:
             ids = self._encoded[example.tokens] = self.vocab.ids(list(example.tokens))
         return ids
 
-    def _eval_set(self, task: Task) -> EvalSet:
-        examples = task.eval_examples(self.cfg.eval_examples)
+    def _eval_set(self, task: Task) -> Instances:
+        return self.instances(task, task.eval_examples(self.cfg.eval_examples))
+
+    def instances(self, task: Task, examples: list[Example]) -> Instances:
+        """``examples`` of ``task`` encoded, with their latents."""
         ids = np.stack([self.encode(ex) for ex in examples])
         latents = {k: np.array([ex.latents[k] for ex in examples], dtype=np.int64) for k in task.targets()}
-        return EvalSet(task.name, ids, examples[0].n_prompt, latents)
+        return Instances(task.name, ids, examples[0].n_prompt, latents, dict(task.targets()))
 
     # -- sampling ---------------------------------------------------------------
     def components(self, step: int, batch_size: int, rng: np.random.Generator) -> np.ndarray:

@@ -1,32 +1,41 @@
-"""Built-in linear probes on the batched torch solvers, with scikit-learn's contract."""
+"""Built-in linear probes with scikit-learn's contract, each owning its batched fit (``fit_many``)."""
 
 from __future__ import annotations
 
+from numbers import Integral, Real
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mechrare.probes.base import PROBES, Probe, register_probe
 from mechrare.probes.solvers import fit_logistic_many, fit_ridge_many
 
+_DEVICE = [StrOptions({"cpu", "cuda"}), str]
+
 
 class _TorchLinearProbe(Probe):
-    """Shared fit/predict for probes whose weights come from a batched solver."""
+    """Shared fit/predict for probes whose weights come from their batched ``fit_many``."""
 
-    def _solve(self, X, y):
+    def fit_many(self, X, y, w=None, class_mask=None):
+        """Fit P problems at once on ``X`` [P, N, d] (a torch tensor on any device), labels
+        ``y`` [P, N], example weights ``w`` (0: padding) and ``class_mask`` [P, K];
+        returns :class:`~mechrare.probes.solvers.LinearModels`. Runs on ``X``'s device."""
         raise NotImplementedError
 
     def fit(self, X, y):
         import torch
 
+        self._validate_params()
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
         self.classes_, encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got 1 class")
         device = torch.device(self.device)
-        models = self._solve(torch.tensor(X, device=device)[None], torch.tensor(encoded, device=device)[None])
+        models = self.fit_many(torch.tensor(X, device=device)[None], torch.tensor(encoded, device=device)[None])
         self.coef_ = models.W[0].T.double().cpu().numpy()
         self.intercept_ = models.b[0].double().cpu().numpy()
         self.n_iter_ = np.array([max(1, models.n_iter)])
@@ -48,18 +57,28 @@ class _TorchLinearProbe(Probe):
 
 @register_probe("logistic")
 class LogisticProbe(_TorchLinearProbe):
-    """Multinomial logistic regression (L-BFGS in torch; float64 on CPU).
+    """Multinomial logistic regression: scikit-learn's ``LogisticRegression(C=C)`` objective,
+    solved by a batched L-BFGS in torch (float64 on CPU, float32 on GPU).
 
-    Same objective as scikit-learn's ``LogisticRegression(C=C)``."""
+    ``tol`` bounds the max-norm of the gradient of the mean loss (None: 1e-6 in
+    float64, 1e-4 in float32). ``device`` is where ``fit`` runs; ``fit_many``
+    runs where its inputs are."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 500, tol: float = 1e-8, device: str = "cpu"):
+    _parameter_constraints = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="neither"), None],
+        "device": _DEVICE,
+    }
+
+    def __init__(self, C: float = 1.0, max_iter: int = 300, tol: float | None = None, device: str = "cpu"):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
         self.device = device
 
-    def _solve(self, X, y):
-        return fit_logistic_many(X, y, C=self.C, max_iter=self.max_iter, tol=self.tol)
+    def fit_many(self, X, y, w=None, class_mask=None):
+        return fit_logistic_many(X, y, w=w, class_mask=class_mask, C=self.C, max_iter=self.max_iter, tol=self.tol)
 
     def predict_proba(self, X):
         scores = self._scores(X)
@@ -76,12 +95,17 @@ class RidgeProbe(_TorchLinearProbe):
     """One-hot ridge regression classifier (closed form in torch), as
     scikit-learn's ``RidgeClassifier(alpha=alpha)``."""
 
+    _parameter_constraints = {
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "device": _DEVICE,
+    }
+
     def __init__(self, alpha: float = 1.0, device: str = "cpu"):
         self.alpha = alpha
         self.device = device
 
-    def _solve(self, X, y):
-        return fit_ridge_many(X, y, alpha=self.alpha)
+    def fit_many(self, X, y, w=None, class_mask=None):
+        return fit_ridge_many(X, y, w=w, class_mask=class_mask, alpha=self.alpha)
 
 
 # Any scikit-learn classifier works as a probe as it is; this one is registered

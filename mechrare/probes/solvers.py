@@ -171,5 +171,3 @@ def fit_ridge_many(X, y, w=None, class_mask=None, alpha: float = 1.0, dtype=None
     b = y_mean - torch.einsum("pd,pdk->pk", x_mean, W)
     return LinearModels(W, b, class_mask)
 
-
-SOLVERS = {"logistic": fit_logistic_many, "ridge": fit_ridge_many}

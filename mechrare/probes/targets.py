@@ -1,4 +1,4 @@
-"""Probe datasets: inputs, readout positions and targets from a run's mixture.
+"""Probe datasets: inputs, readout positions and targets from a task set.
 
 Every task contributes up to ``examples_per_task`` distinct instances (its
 held-out eval set first, then seeded training draws), given as prompts only
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mechrare.data.mixture import Mixture
+from mechrare.data.taskset import TaskSet
 from mechrare.probes.control import control_labels
 
 TASK_TARGET = "task"
@@ -50,46 +50,32 @@ class ProbeData:
     skipped: dict[str, str] = field(default_factory=dict)  # target -> reason
 
 
-def _instances(mixture: Mixture, index: int, n: int, seed: int):
-    task = mixture.tasks[index]
-    seen: dict[tuple, object] = {}
-    for ex in mixture.tasks[index].eval_examples(n):
-        seen.setdefault(ex.tokens, ex)
-    rng = np.random.default_rng([seed, index, 0x9B0E])
-    for _ in range(4 * n):
-        if len(seen) >= n:
-            break
-        ex = task.train_sample(rng)
-        seen.setdefault(ex.tokens, ex)
-    return list(seen.values())[:n]
-
-
 def build_probe_data(
-    mixture: Mixture,
+    tasks: TaskSet,
     examples_per_task: int = 512,
     train_fraction: float = 0.6,
     seed: int = 0,
     min_per_class: float = 2.0,
 ) -> ProbeData:
-    """Inputs and targets for probing every checkpoint of a run with ``mixture``.
+    """Inputs and targets for probing every checkpoint with the tasks of ``tasks``.
 
     A target is skipped (with its reason in ``skipped``) when its training
     split has fewer than two classes or fewer than ``min_per_class`` examples
     per declared class."""
     prompts, positions, row_task, train_rows, latents = [], [], [], [], []
-    for index, task in enumerate(mixture.tasks):
-        examples = _instances(mixture, index, examples_per_task, seed)
-        order = np.random.default_rng([seed, index, 0x5917]).permutation(len(examples))
-        is_train = np.zeros(len(examples), dtype=bool)
-        is_train[order[: int(round(train_fraction * len(examples)))]] = True
-        for ex, tr in zip(examples, is_train):
-            prompts.append(mixture.vocab.ids(list(ex.tokens[: ex.n_prompt])))
-            positions.append(ex.n_prompt - 1)
+    instances = [tasks.probe_instances(name, examples_per_task, seed) for name in tasks.names]
+    for index, inst in enumerate(instances):
+        order = np.random.default_rng([seed, index, 0x5917]).permutation(len(inst))
+        is_train = np.zeros(len(inst), dtype=bool)
+        is_train[order[: int(round(train_fraction * len(inst)))]] = True
+        for r, tr in enumerate(is_train):
+            prompts.append(inst.input_ids[r, : inst.n_prompt])
+            positions.append(inst.n_prompt - 1)
             row_task.append(index)
             train_rows.append(tr)
-            latents.append(ex.latents)
+            latents.append({k: int(v[r]) for k, v in inst.latents.items()})
     width = max(len(p) for p in prompts)
-    ids = np.full((len(prompts), width), mixture.vocab.pad_id, dtype=np.int64)
+    ids = np.full((len(prompts), width), tasks.pad_id, dtype=np.int64)
     for r, p in enumerate(prompts):
         ids[r, : len(p)] = p
     positions = np.array(positions)
@@ -98,12 +84,12 @@ def build_probe_data(
     types = ids[np.arange(len(ids)), positions]
 
     data = ProbeData(ids, positions, row_task, [])
-    candidates = [(TASK_TARGET, "all", np.arange(len(ids)), row_task, len(mixture.tasks))]
-    for index, task in enumerate(mixture.tasks):
+    candidates = [(TASK_TARGET, "all", np.arange(len(ids)), row_task, len(instances))]
+    for index, inst in enumerate(instances):
         rows = np.flatnonzero(row_task == index)
-        for latent, n_classes in task.targets().items():
+        for latent, n_classes in inst.targets.items():
             labels = np.array([latents[r][latent] for r in rows])
-            candidates.append((f"{task.name}/{latent}", task.name, rows, labels, n_classes))
+            candidates.append((f"{inst.task}/{latent}", inst.task, rows, labels, n_classes))
     for t, (name, task_name, rows, labels, n_classes) in enumerate(candidates):
         train = train_rows[rows]
         if len(np.unique(labels[train])) < 2:

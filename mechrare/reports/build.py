@@ -15,11 +15,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from mechrare._version import __version__
 from mechrare.checkpoints.atomic import atomic_file
-from mechrare.checkpoints.run import mechrare_version
+from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports.data import RunData
-from mechrare.reports.figures import FIGURES, Skip, figure_names
-from mechrare.reports.findings import Finding, measure_findings
+from mechrare.reports.findings import measure_findings
+from mechrare.reports.registry import FIGURES, Finding, Skip, applicable
 
 NEEDS_COMMAND = {
     "metrics": "mechrare train",
@@ -41,13 +42,25 @@ class Rendered:
     note: str = ""  # why it was not drawn
 
 
+@dataclass
+class Report:
+    """A written report: where it is, and the findings it states."""
+
+    index: Path  # report/index.html
+    summary: Path  # report/summary.md
+    findings: list[Finding]
+    figures: list[Rendered]
+
+    def table(self) -> str:
+        """The findings as a Markdown table."""
+        return findings_markdown(self.findings)
+
+
 def render_figures(data: RunData, progress: bool = True) -> list[Rendered]:
     from tqdm.auto import tqdm
 
-    if data.kind == "toy":
-        import mechrare.toy.report  # noqa: F401  (registers the toy figures)
     out = []
-    for name in tqdm(figure_names(data), desc="figures", unit="fig", disable=not progress):
+    for name in tqdm(applicable(FIGURES, data.kind), desc="figures", unit="fig", disable=not progress):
         spec = FIGURES.get(name)
         missing = spec.missing(data)
         if missing:
@@ -59,11 +72,8 @@ def render_figures(data: RunData, progress: bool = True) -> list[Rendered]:
         except Skip as why:
             out.append(Rendered(name, spec.title, spec.caption, None, f"not drawn: {why}"))
             continue
-        import matplotlib.pyplot as plt
-
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        plt.close(fig)
         out.append(Rendered(name, spec.title, spec.caption, buf.getvalue()))
     return out
 
@@ -86,9 +96,8 @@ def findings_markdown(findings: list[Finding]) -> str:
 
 
 def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
-    m = data.manifest
     lines = [
-        f"# mechrare report: {m.get('name', data.run.path.name)}",
+        f"# mechrare report: {data.manifest.name or data.run.path.name}",
         "",
         f"Run folder `{data.run.path}`; {len(data.models)} models; rare task **{data.rare_task}** "
         f"(share {data.shares[data.rare_task]:.3f}), common task **{data.common_task}** (share {data.shares[data.common_task]:.3f}).",
@@ -107,7 +116,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
             lines.append(f"- {r.title}: {r.note}")
         else:
             lines.append(f"- [{r.title}](figures/{r.name}.png): {r.caption}")
-    lines += ["", f"_mechrare {mechrare_version()}, {time.strftime('%Y-%m-%d %H:%M')}_", ""]
+    lines += ["", f"_mechrare {__version__}, {time.strftime('%Y-%m-%d %H:%M')}_", ""]
     return "\n".join(lines)
 
 
@@ -117,7 +126,7 @@ def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
     rows = []
     for model in data.ladder + data.interventions:
         iv = data.intervention(model)
-        mix = ", ".join(f"{t} x{f:g}" for t, f in iv["upsample"].items()) if iv else "the run's mixture"
+        mix = ", ".join(f"{t} x{f:g}" for t, f in iv.upsample.items()) if iv else "the run's mixture"
         accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else 3):.3f}" if data.metrics is not None else "-" for t in data.tasks]
         rows.append([model, f"{data.n_params(model):,}", mix] + accs)
     return header, rows
@@ -148,7 +157,7 @@ def _e(text: str) -> str:
 
 
 def html_report(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
-    m = data.manifest
+    name = data.manifest.name or data.run.path.name
     rows = "".join(
         f"<tr><td>{_e(f.claim)}</td><td class='{STATUS_CLASS.get(f.status, '')}'>{_e(f.status)}</td>"
         f"<td>{_e(f.evidence)}</td></tr>"
@@ -170,9 +179,9 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
             f"<figcaption>{_e(r.caption)}</figcaption></figure>"
         )
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>mechrare report: {_e(m.get('name', ''))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>mechrare report: {_e(name)}</title>
 <style>{CSS}</style></head><body>
-<h1>Feature-retention report: {_e(m.get('name', data.run.path.name))}</h1>
+<h1>Feature-retention report: {_e(name)}</h1>
 <p class="meta">rare task <b>{_e(data.rare_task)}</b> (share {data.shares[data.rare_task]:.3f}), common task
 <b>{_e(data.common_task)}</b> (share {data.shares[data.common_task]:.3f}); {len(data.models)} models; run folder {_e(data.run.path)}</p>
 <h2>Findings</h2>
@@ -180,27 +189,23 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
 <details><summary class="meta">how each status was decided</summary><ul class="meta">{rules}</ul></details>
 <h2>Models</h2><table>{models}</table>
 {''.join(figs)}
-<p class="meta">mechrare {_e(mechrare_version())}, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
+<p class="meta">mechrare {_e(__version__)}, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 </body></html>
 """
 
 
-def build_report(run: str | Path, progress: bool = True) -> Path:
-    """Write report/index.html, report/summary.md and report/figures/*.png; returns the HTML path."""
+def build_report(run, progress: bool = True) -> Report:
+    """Write report/index.html, report/summary.md and report/figures/*.png from whatever the
+    run folder holds now; ``run`` is a path or a :class:`~mechrare.runs.Run`."""
     data = RunData.load(run)
-    findings = measure_findings(data) if data.kind == "ladder" else toy_findings(data)
+    findings = measure_findings(data)
     figures = render_figures(data, progress=progress)
     folder = data.run.path / "report"
     for r in figures:
         if r.png is not None:
             _write_bytes(folder / "figures" / f"{r.name}.png", r.png)
-    _write_text(folder / "summary.md", summary_markdown(data, findings, figures))
+    summary = folder / "summary.md"
+    _write_text(summary, summary_markdown(data, findings, figures))
     index = folder / "index.html"
     _write_text(index, html_report(data, findings, figures))
-    return index
-
-
-def toy_findings(data: RunData) -> list[Finding]:
-    from mechrare.toy.report import measure_toy_findings
-
-    return measure_toy_findings(data)
+    return Report(index, summary, findings, figures)

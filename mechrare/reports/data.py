@@ -12,31 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
+from mechrare.checkpoints.manifest import InterventionRecord, Manifest
 from mechrare.checkpoints.run import RunFolder
-
-DATASETS = ("probes", "sae", "neurons", "interference", "retention", "toy")
+from mechrare.runs import Run
 
 
 @dataclass
 class RunData:
     run: RunFolder
-    manifest: dict
+    manifest: Manifest
     metrics: object | None  # xarray.Dataset
     analyses: dict = field(default_factory=dict)  # name -> xarray.Dataset
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunData":
-        from mechrare.checkpoints.metrics import open_dataset
-
-        run = RunFolder(path)
-        manifest = run.read_manifest()  # a clear error for a missing or foreign folder
-        metrics = open_dataset(run.metrics_path) if run.metrics_path.is_file() else None
-        analyses = {}
-        for name in DATASETS:
-            p = run.analysis_path(name)
-            if p.is_file():
-                analyses[name] = open_dataset(p)
-        return cls(run, manifest, metrics, analyses)
+    def load(cls, path: str | Path | Run) -> "RunData":
+        run = path if isinstance(path, Run) else Run(path)  # a clear error for a missing or foreign folder
+        datasets = run.datasets
+        metrics = datasets.pop("metrics", None)
+        return cls(run.folder, run.manifest, metrics, datasets)
 
     def get(self, name: str):
         return self.metrics if name == "metrics" else self.analyses.get(name)
@@ -45,33 +38,31 @@ class RunData:
     @property
     def kind(self) -> str:
         """``ladder`` (an OLMo-2 run) or ``toy`` (the Section 3 model)."""
-        return self.manifest.get("kind", "ladder")
+        return self.manifest.kind
 
     @cached_property
     def tasks(self) -> list[str]:
-        return [t["name"] for t in self.manifest["tasks"]]
+        return self.manifest.task_names
 
     @cached_property
     def shares(self) -> dict[str, float]:
-        return {t["name"]: float(t["share"]) for t in self.manifest["tasks"]}
+        return self.manifest.shares()
 
     @cached_property
     def rare_task(self) -> str:
         """The least frequent task (ties: the more complex one)."""
-        rows = self.manifest["tasks"]
-        return min(rows, key=lambda t: (t["share"], -t.get("complexity", 0)))["name"]
+        return min(self.manifest.tasks, key=lambda t: (t.share, -(t.complexity or 0))).name
 
     @cached_property
     def common_task(self) -> str:
         """The most frequent task (ties: the simpler one)."""
-        rows = self.manifest["tasks"]
-        return max(rows, key=lambda t: (t["share"], -t.get("complexity", 0)))["name"]
+        return max(self.manifest.tasks, key=lambda t: (t.share, -(t.complexity or 0))).name
 
     def n_params(self, model: str) -> int:
-        return int(self.manifest["models"][model]["n_params"])
+        return int(self.manifest.model(model).n_params)
 
-    def intervention(self, model: str) -> dict | None:
-        return self.manifest["models"][model].get("intervention")
+    def intervention(self, model: str) -> InterventionRecord | None:
+        return self.manifest.model(model).intervention
 
     @cached_property
     def ladder(self) -> list[str]:
@@ -87,7 +78,7 @@ class RunData:
     def models(self) -> list[str]:
         if self.metrics is not None:
             return [str(m) for m in self.metrics.model.values]
-        return list(self.manifest["models"])
+        return list(self.manifest.models)
 
     @property
     def x_label(self) -> str:
@@ -103,10 +94,7 @@ class RunData:
         return float(series.isel(step=slice(-last, None)).mean())
 
     def eval_examples(self, task: str) -> int:
-        for t in self.manifest["tasks"]:
-            if t["name"] == task:
-                return int(t.get("eval_examples") or 0)
-        return 0
+        return int(self.manifest.task(task).eval_examples)
 
 
 def steps_of(ds, model: str, var: str) -> tuple[np.ndarray, object]:
@@ -115,3 +103,14 @@ def steps_of(ds, model: str, var: str) -> tuple[np.ndarray, object]:
     keep = ~np.isnan(da.values.reshape(da.sizes["step"], -1)).all(axis=1)
     da = da.isel(step=np.flatnonzero(keep))
     return da.step.values, da
+
+
+def retention_events(ds) -> list[dict]:
+    if "event" not in ds.dims or ds.sizes["event"] == 0:
+        return []
+    keys = ("model", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
+    cols = {k: ds[f"event_{k}"].values for k in keys if f"event_{k}" in ds}
+    return [
+        {k: (str(v[i]) if v.dtype.kind in "US" else float(v[i])) for k, v in cols.items()}
+        for i in range(ds.sizes["event"])
+    ]

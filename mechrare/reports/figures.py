@@ -1,115 +1,33 @@
-"""The report's figures: pure functions RunData -> matplotlib Figure, in a registry.
+"""The ladder report's figures: pure functions RunData -> matplotlib Figure, registered in FIGURES.
 
-Each :class:`FigureSpec` names the datasets it needs; the report draws those
-whose datasets are present and lists the others with the command that makes
-them. Add a figure with ``FIGURES.add(name, FigureSpec(...))`` (or the
-``mechrare.figures`` entry point group).
+Each :class:`~mechrare.reports.registry.FigureSpec` names the datasets it
+needs; the report draws those whose datasets are present and lists the others
+with the command that makes them. Figures are plain ``matplotlib.figure.Figure``
+objects (:mod:`mechrare.reports.plotting`): pyplot and the backend are left alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
-from mechrare.registry import Registry
-from mechrare.reports.data import RunData, steps_of
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    title: str
-    caption: str
-    needs: tuple[str, ...]  # "metrics" or analysis names
-    draw: Callable  # (RunData) -> matplotlib.figure.Figure
-    order: int = 100  # position in the report
-    kinds: tuple[str, ...] = ("ladder",)  # run kinds it applies to
-
-    def missing(self, data: RunData) -> list[str]:
-        return [n for n in self.needs if data.get(n) is None]
-
-
-FIGURES: Registry[FigureSpec] = Registry("figure", entry_point_group="mechrare.figures")
-
-
-class Skip(Exception):
-    """Raised by a draw function when the run holds nothing for it to show (the message says why)."""
-
-
-def figure_names(data: RunData) -> list[str]:
-    """The registered figures that apply to this run's kind, in report order."""
-    names = [n for n in FIGURES.names() if data.kind in FIGURES.get(n).kinds]
-    return sorted(names, key=lambda n: FIGURES.get(n).order)
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _grid(n: int, ncols: int = 3, size=(4.2, 3.0), sharex=True, sharey=False):
-    plt = _plt()
-    ncols = max(1, min(ncols, n))
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, sharex=sharex, sharey=sharey)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat[:n])
-
-
-def model_styles(data: RunData) -> dict[str, dict]:
-    """One colour per ladder model (light = small), interventions dashed in their base's colour."""
-    plt = _plt()
-    cmap = plt.get_cmap("viridis")
-    ladder = data.ladder
-    styles = {m: {"color": cmap(0.1 + 0.75 * i / max(len(ladder) - 1, 1)), "linestyle": "-"} for i, m in enumerate(ladder)}
-    others = plt.get_cmap("tab10")
-    for j, m in enumerate(data.interventions):
-        base = data.intervention(m)["base"]
-        color = styles[base]["color"] if base in styles else others(j)
-        styles[m] = {"color": color, "linestyle": "--"}
-    for m in data.models:
-        styles.setdefault(m, {"color": "grey", "linestyle": ":"})
-    return styles
-
-
-def _label(data: RunData, model: str) -> str:
-    iv = data.intervention(model)
-    if iv:
-        return f"{model} ({', '.join(f'{t} x{f:g}' for t, f in iv['upsample'].items())})"
-    return f"{model} ({data.n_params(model):,} params)"
-
-
-def _step_axis(ax, xlabel: str = "step") -> None:
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlim(left=0)
-    ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
-
-
-def _task_title(data: RunData, task: str) -> str:
-    tag = " (rare)" if task == data.rare_task else " (common)" if task == data.common_task else ""
-    return f"{task}{tag}, share {data.shares[task]:.3f}"
+from mechrare.reports.data import RunData, retention_events, steps_of
+from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, step_axis, task_title
+from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 
 
 # -- accuracy ------------------------------------------------------------------------------
 def draw_accuracy(data: RunData):
     ds, styles = data.metrics, model_styles(data)
-    fig, axes = _grid(len(data.tasks))
+    fig, axes = grid(len(data.tasks))
     for ax, task in zip(axes, data.tasks):
         for m in data.models:
             acc = ds.accuracy.sel(model=m, task=task)
             ok = (~np.isnan(acc.values)) & (ds.tokens.values > 0)
-            ax.plot(ds.tokens.values[ok], acc.values[ok], label=_label(data, m), **styles[m])
+            ax.plot(ds.tokens.values[ok], acc.values[ok], label=model_label(data, m), **styles[m])
         ax.set_xscale("log")
         ax.set_xlabel("training tokens")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(_task_title(data, task), fontsize=10)
+        ax.set_title(task_title(data, task), fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out accuracy")
     axes[0].legend(fontsize=7)
@@ -119,25 +37,26 @@ def draw_accuracy(data: RunData):
 
 # -- probes ---------------------------------------------------------------------------------
 def draw_probes(data: RunData):
-    plt = _plt()
     ds = data.analyses["probes"]
     targets = [f"{t}/answer" for t in data.tasks if f"{t}/answer" in ds.target.values]
     models = [m for m in data.models if m in ds.model.values]
-    fig, axes = plt.subplots(len(models), len(targets), figsize=(3.6 * len(targets), 1.9 * len(models) + 0.6), squeeze=False)
+    fig = figure((3.6 * len(targets), 1.9 * len(models) + 0.6))
+    axes = fig.subplots(len(models), len(targets), squeeze=False)
     steps = ds.step.values
     image = None
     for i, m in enumerate(models):
         for j, target in enumerate(targets):
             ax = axes[i, j]
-            grid = ds.probe_score.sel(model=m, target=target).transpose("layer", "step").values
-            image = ax.imshow(grid, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma", interpolation="nearest")
+            depth = "layer" if "layer" in ds.probe_score.dims else "block"
+            scores = ds.probe_score.sel(model=m, target=target).transpose(depth, "step").values
+            image = ax.imshow(scores, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma", interpolation="nearest")
             ticks = np.unique(np.linspace(0, len(steps) - 1, 5).astype(int))
             ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
-            ax.set_yticks(range(grid.shape[0]), [str(v) for v in ds.layer.values], fontsize=7)
+            ax.set_yticks(range(scores.shape[0]), [str(v) for v in ds[depth].values], fontsize=7)
             if i == 0:
                 ax.set_title(target, fontsize=9)
             if j == 0:
-                ax.set_ylabel(f"{m}\nlayer", fontsize=8)
+                ax.set_ylabel(f"{m}\n{depth}", fontsize=8)
             if i == len(models) - 1:
                 ax.set_xlabel("step (checkpoint index spacing)", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label="probe score (held-out)")
@@ -148,18 +67,18 @@ def draw_probes(data: RunData):
 def draw_neurons(data: RunData):
     ds = data.analyses["neurons"]
     models = [m for m in data.models if m in ds.model.values]
-    fig, axes = _grid(len(models), sharex=False)
+    fig, axes = grid(len(models), sharex=False)
     tasks = [str(t) for t in ds.task.values]
-    colors = _plt().get_cmap("tab10")
+    colors = colormap("tab10")
     for ax, m in zip(axes, models):
         steps, claimed = steps_of(ds, m, "n_claimed")
-        counts = claimed.sum("layer").transpose("task", "step").values
+        counts = claimed.sum("block").transpose("task", "step").values
         x = np.arange(len(steps))
         ax.stackplot(x, counts, labels=tasks, colors=[colors(k) for k in range(len(tasks))], alpha=0.85)
         ticks = np.unique(np.linspace(0, len(steps) - 1, 6).astype(int))
         ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
         ax.set_xlabel("step (checkpoint index spacing)")
-        n = int(ds.sizes["neuron"] * ds.sizes["layer"])
+        n = int(ds.sizes["neuron"] * ds.sizes["block"])
         ax.set_title(f"{m}: MLP neurons owned (of {n})", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("neurons claimed")
@@ -172,17 +91,17 @@ def draw_neurons(data: RunData):
 def draw_cosine(data: RunData):
     ds, styles = data.analyses["interference"], model_styles(data)
     common, rare = data.common_task, data.rare_task
-    fig, axes = _grid(2, ncols=2, sharex=True)
+    fig, axes = grid(2, ncols=2, sharex=True)
     for m in [m for m in data.models if m in ds.model.values]:
         steps, cos = steps_of(ds, m, "grad_cosine")
-        axes[0].plot(steps, cos.sel(task=common, other_task=rare).values, label=_label(data, m), **styles[m])
+        axes[0].plot(steps, cos.sel(task=common, other_task=rare).values, label=model_label(data, m), **styles[m])
         nt = ds.cos_nontask_ref.sel(model=m, task=rare).sel(step=steps).values
         axes[1].plot(steps, nt, **styles[m])
     axes[0].set_title(f"cos(g {common}, g {rare}), held-out gradients", fontsize=10)
     axes[1].set_title(f"cos(g non-task, g {rare}) on {rare}'s top neurons", fontsize=10)
     for ax in axes:
         ax.axhline(0, color="black", lw=0.8)
-        _step_axis(ax)
+        step_axis(ax)
         ax.set_ylabel("cosine (< 0: interference)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
@@ -190,17 +109,17 @@ def draw_cosine(data: RunData):
 
 
 def draw_timeline(data: RunData):
-    from mechrare.reports.findings import retention_events
-
     ds = data.analyses["retention"]
     inter = data.analyses.get("interference")
     models = [m for m in data.models if m in ds.model.values]
     events = retention_events(ds)
-    fig, axes = _grid(len(models), ncols=1, size=(10, 2.4), sharex=True)
-    plt = _plt()
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    fig, axes = grid(len(models), ncols=1, size=(10, 2.4), sharex=True)
     scale = max([abs(e["interference"]) for e in events if not np.isnan(e.get("interference", np.nan))] + [0.02])
-    norm = plt.Normalize(-scale, scale)
-    cmap = plt.get_cmap("coolwarm")
+    norm = Normalize(-scale, scale)
+    cmap = colormap("coolwarm")
     rows = [f"{t} / {s}" for t in ds.task.values for s in ds.signal.values]
     last = float(max(ds.peak_step.max(), ds.overwrite_step.max(), 1)) if events else 1.0
     if inter is not None:
@@ -214,7 +133,7 @@ def draw_timeline(data: RunData):
         ax.set_yticks(range(len(rows)), rows, fontsize=6)
         ax.set_ylim(-0.5, len(rows) - 0.5)
         ax.set_title(f"{m}: overwrite events (bar: peak -> overwrite, coloured by mean cos(g_nt, g_r) over it)", fontsize=9)
-        _step_axis(ax)
+        step_axis(ax)
         if inter is not None and m in inter.model.values:
             twin = ax.twinx()
             steps, nt = steps_of(inter, m, "cos_nontask_ref")
@@ -223,7 +142,7 @@ def draw_timeline(data: RunData):
             twin.set_ylabel(f"cos(g_nt, g {data.rare_task})", fontsize=7, color="tab:orange")
         ax.set_xlim(0, last * 1.05)
     fig.tight_layout()
-    fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.1, label="interference over the event: mean cos(g_nt, g_r)")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.1, label="interference over the event: mean cos(g_nt, g_r)")
     return fig
 
 
@@ -233,11 +152,11 @@ def draw_intervention(data: RunData):
     rare = data.rare_task
     if not data.interventions:
         raise Skip("this run has no intervention model; add [[ladder.interventions]] (the quickstart has one)")
-    fig, axes = _grid(2, ncols=2, sharex=False)
+    fig, axes = grid(2, ncols=2, sharex=False)
     for m in data.models:
         acc = ds.accuracy.sel(model=m, task=rare)
         ok = (~np.isnan(acc.values)) & (ds.tokens.values > 0)
-        axes[0].plot(ds.tokens.values[ok], acc.values[ok], label=_label(data, m), **styles[m])
+        axes[0].plot(ds.tokens.values[ok], acc.values[ok], label=model_label(data, m), **styles[m])
     axes[0].set_xscale("log")
     axes[0].set_xlabel("training tokens")
     axes[0].set_ylabel(f"{rare} accuracy")

@@ -12,35 +12,27 @@ the ladder's models (interventions excluded), smallest first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
-from mechrare.reports.data import RunData
+from mechrare.reports.data import RunData, retention_events
+from mechrare.reports.registry import FAILS, FINDINGS, HOLDS, MISSING, Finding, FindingSpec, applicable
 
-HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
-
-
-@dataclass
-class Finding:
-    key: str
-    claim: str
-    status: str
-    evidence: str  # the measured numbers, one line
-    rule: str  # how the status was decided
+__all__ = ["FAILS", "FINDINGS", "HOLDS", "MISSING", "Finding", "finding", "measure_findings"]
 
 
-FINDINGS: list[Callable[[RunData], Finding]] = []
+def finding(key: str, order: int, kinds: tuple[str, ...] = ("ladder",)):
+    """Decorator: register ``fn(RunData) -> Finding`` as finding ``key``."""
 
+    def decorator(fn):
+        FINDINGS.add(key, FindingSpec(key, fn, order, kinds))
+        return fn
 
-def finding(fn: Callable[[RunData], Finding]) -> Callable[[RunData], Finding]:
-    FINDINGS.append(fn)
-    return fn
+    return decorator
 
 
 def measure_findings(data: RunData) -> list[Finding]:
-    return [fn(data) for fn in FINDINGS]
+    """Every registered finding that applies to this run's kind, in order."""
+    return [FINDINGS.get(key).measure(data) for key in applicable(FINDINGS, data.kind)]
 
 
 def _fmt(values: dict[str, float], digits: int = 3) -> str:
@@ -53,7 +45,7 @@ def _monotone(values: list[float], decreasing: bool = False, tol: float = 0.0) -
 
 
 # -- (a) ----------------------------------------------------------------------------------
-@finding
+@finding("a", 10)
 def rare_accuracy_rises_with_size(data: RunData) -> Finding:
     claim = "(a) At a fixed frequency, rare-task final accuracy rises with model size"
     rare = data.rare_task
@@ -74,7 +66,7 @@ def rare_accuracy_rises_with_size(data: RunData) -> Finding:
 
 
 # -- (b) ----------------------------------------------------------------------------------
-@finding
+@finding("b", 20)
 def common_claims_first(data: RunData) -> Finding:
     claim = "(b) Common tasks reach their claim_step before rare tasks"
     common, rare = data.common_task, data.rare_task
@@ -98,7 +90,7 @@ def _step(value: float) -> str:
 
 
 # -- (c) ----------------------------------------------------------------------------------
-@finding
+@finding("c", 30)
 def smallest_model_overwrites(data: RunData) -> Finding:
     claim = "(c) In the smallest model, some rare-task signal rises and is then overwritten"
     ds = data.get("retention")
@@ -121,17 +113,6 @@ def smallest_model_overwrites(data: RunData) -> Finding:
     return Finding("c", claim, HOLDS, f"{small} / {rare}: " + "; ".join(parts), rule)
 
 
-def retention_events(ds) -> list[dict]:
-    if "event" not in ds.dims or ds.sizes["event"] == 0:
-        return []
-    keys = ("model", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
-    cols = {k: ds[f"event_{k}"].values for k in keys if f"event_{k}" in ds}
-    return [
-        {k: (str(v[i]) if v.dtype.kind in "US" else float(v[i])) for k, v in cols.items()}
-        for i in range(ds.sizes["event"])
-    ]
-
-
 # -- (d) ----------------------------------------------------------------------------------
 def interference_by_model(data: RunData) -> dict[str, tuple[float, float]]:
     """Per ladder model: (mean -cos(g_common, g_rare) over checkpoints after step 0,
@@ -147,7 +128,7 @@ def interference_by_model(data: RunData) -> dict[str, tuple[float, float]]:
     return out
 
 
-@finding
+@finding("d", 40)
 def interference_lower_when_larger(data: RunData) -> Finding:
     claim = "(d) Common-rare gradient interference (negative cosine or loss_change) is lower in larger models"
     rule = (
@@ -170,7 +151,7 @@ def interference_lower_when_larger(data: RunData) -> Finding:
 
 
 # -- (e) ----------------------------------------------------------------------------------
-@finding
+@finding("e", 50)
 def upsampling_closes_the_gap(data: RunData) -> Finding:
     claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
     rare = data.rare_task
@@ -178,17 +159,17 @@ def upsampling_closes_the_gap(data: RunData) -> Finding:
         "gap = final rare accuracy of the largest ladder model minus the intervention's base model; holds if the "
         "upsampled model closes at least half of it"
     )
-    chosen = [m for m in data.interventions if rare in data.intervention(m)["upsample"]]
+    chosen = [m for m in data.interventions if rare in data.intervention(m).upsample]
     if data.metrics is None or not chosen or len(data.ladder) < 2:
         how = "add `[[ladder.interventions]]` with the rare task upsampled (the quickstart has one)"
         return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", rule)
     up = chosen[0]
-    base, large = data.intervention(up)["base"], data.ladder[-1]
+    base, large = data.intervention(up).base, data.ladder[-1]
     if base not in data.ladder:
         return Finding("e", claim, MISSING, f"the intervention's base model {base} is not in this run's ladder", rule)
     acc = {m: data.final("accuracy", m, rare) for m in (base, up, large)}
     gap = acc[large] - acc[base]
-    factor = data.intervention(up)["upsample"][rare]
+    factor = data.intervention(up).upsample[rare]
     evidence = f"{rare} final accuracy: {base} {acc[base]:.3f}, {up} (x{factor:g}) {acc[up]:.3f}, {large} {acc[large]:.3f}"
     if gap <= 0:
         return Finding("e", claim, FAILS, evidence + f"; no gap to close ({large} is not ahead of {base})", rule)

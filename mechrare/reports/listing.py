@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.store import CheckpointStore
+from mechrare.errors import RunFolderError
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -17,52 +18,54 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[str]]]:
-    tasks = [t["name"] for t in store.manifest["tasks"]]
+    tasks = store.manifest.task_names
     rows = []
     for model in store.models():
         steps = store.steps(model)
         if not steps:
             rows.append([model, "-"] + ["-"] * len(tasks))
             continue
-        info = store.info(model, steps[-1])
-        rows.append([model, str(steps[-1])] + [f"{info['eval'][t]['accuracy']:.3f}" for t in tasks])
+        evals = store.info(model, steps[-1]).get("eval", {})
+        rows.append([model, str(steps[-1])] + [f"{evals[t]['accuracy']:.3f}" if t in evals else "-" for t in tasks])
     return ["model", "step"] + tasks, rows
 
 
 def describe_run(path: str | Path, list_steps: bool = False) -> str:
     store = CheckpointStore(RunFolder(path))
     m = store.manifest
+    if m.kind != "ladder":
+        raise RunFolderError(f"{store.run.path}: a {m.kind} run has no checkpoints to list; open its report (`mechrare report {store.run.path}`)")
     out = [
-        f"run {store.run.path}  ({m['name']}, mechrare {m['mechrare_version']}, seed {m['seed']})",
-        f"  {m['batch_size']} x {m['sequence_length']} tokens/step, {m['config']['train']['steps']} steps, "
-        f"vocab {m['vocab_size']}, {len(m['checkpoint_steps'])} scheduled checkpoints, "
-        f"background loss floor {m['background_entropy']:.3f} nats",
+        f"run {store.run.path}  ({m.name}, mechrare {m.mechrare_version}, seed {m.seed})",
+        f"  {m.batch_size} x {m.sequence_length} tokens/step, {m.config['train']['steps']} steps, "
+        f"vocab {m.vocab_size}, {len(m.checkpoint_steps)} scheduled checkpoints, "
+        f"background loss floor {m.background_entropy:.3f} nats",
         "",
         _table(
             ["task", "share", "placement", "schedule", "eval", "split"],
             [
                 [
-                    t["name"],
-                    f"{t['share']:.4f}",
-                    t["placement"],
-                    f"every {t['schedule']['every']}" if t["schedule"] else "iid",
-                    t["eval_examples"],
-                    t["split"],
+                    t.name,
+                    f"{t.share:.4f}",
+                    t.placement,
+                    f"every {t.schedule['every']}" if t.schedule else "iid",
+                    t.eval_examples,
+                    t.split,
                 ]
-                for t in m["tasks"]
+                for t in m.tasks
             ],
         ),
         "",
     ]
     rows = []
-    for name, info in m["models"].items():
+    for name, info in m.models.items():
         steps = store.steps(name)
-        rows.append([name, f"{info['n_params']:,}", info["status"], len(steps), steps[-1] if steps else "-"])
+        rows.append([name, f"{info.n_params:,}", info.status, len(steps), steps[-1] if steps else "-"])
     out += [_table(["model", "params", "status", "checkpoints", "last"], rows), ""]
     header, acc_rows = final_accuracy_rows(store)
     out += ["final held-out accuracy:", _table(header, acc_rows)]
     done = sorted(p.stem for p in (store.run.path / "analyses").glob("*.nc"))
     out += ["", f"analyses: {', '.join(done) if done else 'none yet (mechrare analyze ' + str(store.run.path) + ')'}"]
     if list_steps:
-        out += [""] + [f"{name}: {' '.join(map(str, store.steps(name)))}" for name in m["models"]]
+        out += [""] + [f"{name}: {' '.join(map(str, store.steps(name)))}" for name in m.models]
     return "\n".join(out)

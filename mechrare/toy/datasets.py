@@ -6,11 +6,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from mechrare.checkpoints.metrics import model_step_coords, write_dataset
-from mechrare.checkpoints.run import RunFolder, mechrare_version
+from mechrare.checkpoints.datasets import describe, provenance, series_coords, write_dataset
+from mechrare.checkpoints.run import RunFolder
+from mechrare.checkpoints.store import CheckpointStore
 from mechrare.toy import theory
 from mechrare.toy.config import ToyConfig
-from mechrare.toy.run import top_units
+from mechrare.toy.train import top_units
 
 LEARNED = 0.5  # a direction is learned when its gain (V U^T)_jj first reaches this
 
@@ -20,11 +21,33 @@ def _stack(rows: list[dict], key: str) -> np.ndarray:
     return np.stack([r[key] for r in rows], 1)
 
 
-def _attrs(run: RunFolder, analysis: str, cfg: ToyConfig, **extra) -> dict:
-    from mechrare.analyses.common import analysis_attrs
-    from mechrare.checkpoints.store import CheckpointStore
+def _attrs(analysis: str, cfg: ToyConfig, **extra) -> dict:
+    return provenance(analysis, asdict(cfg), kind="toy", **extra)
 
-    return analysis_attrs(CheckpointStore(run), analysis, asdict(cfg), kind="toy", **extra)
+
+VARIABLES = {
+    "retained_signal": ("s_k(U) = Tr(P_U C_k) / Tr(C_k): share of the task's input variance the encoder keeps", "1"),
+    "loss": ("population loss of the task", "1"),
+    "rare_seen": ("rare-task samples seen so far", "1"),
+    "grad_norm": ("norm of the task's population loss gradient", "1"),
+    "grad_cosine": ("cosine between population loss gradients", "1"),
+    "loss_change": ("first-order change of task's loss from other_task's part of the updates since the previous checkpoint", "1"),
+    "loss_change_total": ("first-order change of the task's loss from all updates since the previous checkpoint", "1"),
+    "loss_change_actual": ("measured change of the task's population loss since the previous checkpoint", "1"),
+    "task_loss": ("population loss of the task", "1"),
+    "cos_nontask_ref": ("cos(g_nt, g_task) on the task's top encoder units", "1"),
+    "cos_batch_ref": ("cos(g, g_task) on the task's top encoder units", "1"),
+    "top_k": ("encoder units per task in the protocol (a quarter of the width, at least 1)", "1"),
+    "allocation": ("u^T C_k u * ||P_k v||^2 per encoder unit", "1"),
+    "owner": ("index into task of the task owning the unit", "1"),
+    "n_claimed": ("units the task owns", "1"),
+    "claim_step": ("first step with >= 1 owned unit, held 2 more checkpoints", "1"),
+    "gain": ("(V U^T)_jj: how much of direction j is reconstructed", "1"),
+    "learned_step": (f"first step with gain >= {LEARNED} (interpolated)", "1"),
+    "utility": ("pi_k lambda_kj", "1"),
+    "predicted_signal": ("s_k of the top-N eigenspace of M", "1"),
+    "final_signal": ("measured s_k at the last step", "1"),
+}
 
 
 def crossing_step(steps: np.ndarray, values: np.ndarray, level: float) -> float:
@@ -54,11 +77,10 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
     from mechrare.analyses.neurons import claim_step, ownership
     from mechrare.analyses.retention import RetentionConfig, run_retention
 
-    manifest = run.read_manifest()
     models = [f"w{w}" for w in cfg.widths]
     tasks = cfg.task_names()
     steps = [r["step"] for r in rows]
-    coords = {**model_step_coords(manifest, models, steps), "task": tasks}
+    coords = {**series_coords(CheckpointStore(run), models, steps), "task": tasks}
     pi, lam = cfg.frequencies(), cfg.spectra()
     share = ("task", pi)
 
@@ -66,14 +88,14 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
     signal, loss = _stack(rows, "retained_signal"), _stack(rows, "loss")
     metrics = xr.Dataset(
         {
-            "retained_signal": (("model", "step", "task"), signal, {"long_name": "s_k(U) = Tr(P_U C_k) / Tr(C_k)"}),
-            "loss": (("model", "step", "task"), loss, {"long_name": "population loss of the task"}),
-            "rare_seen": (("step",), np.array([r["rare_seen"] for r in rows]), {"long_name": "rare samples seen so far"}),
+            "retained_signal": (("model", "step", "task"), signal),
+            "loss": (("model", "step", "task"), loss),
+            "rare_seen": (("step",), np.array([r["rare_seen"] for r in rows])),
         },
-        coords={**coords, "frequency": share, "complexity": ("task", [cfg.block] * len(tasks))},
-        attrs={"mechrare_version": mechrare_version(), "run": str(run.path), "analysis": "metrics", "kind": "toy"},
+        coords={**coords, "share": share, "complexity": ("task", [cfg.block] * len(tasks))},
+        attrs=_attrs("metrics", cfg),
     )
-    write_dataset(metrics, run.metrics_path)
+    write_dataset(describe(metrics, VARIABLES), run.metrics_path, root=run.path)
 
     # -- interference.nc ---------------------------------------------------------------------
     gram = _stack(rows, "gram")  # [W, S, K, K]
@@ -86,20 +108,20 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
         cosine = gram / (norm[..., :, None] * norm[..., None, :])
     interference = xr.Dataset(
         {
-            "grad_norm": (dims, norm, {"long_name": "norm of the task's population loss gradient"}),
-            "grad_cosine": (dims2, cosine, {"long_name": "cosine between population loss gradients"}),
-            "loss_change": (dims2, lc, {"long_name": "first-order change of task's loss from other_task's part of the updates since the previous checkpoint"}),
-            "loss_change_total": (dims, lc.sum(-1), {"long_name": "first-order change of the task's loss from all updates"}),
-            "loss_change_actual": (dims, actual, {"long_name": "measured change of the task's population loss"}),
+            "grad_norm": (dims, norm),
+            "grad_cosine": (dims2, cosine),
+            "loss_change": (dims2, lc),
+            "loss_change_total": (dims, lc.sum(-1)),
+            "loss_change_actual": (dims, actual),
             "task_loss": (dims, loss),
-            "cos_nontask_ref": (dims, _stack(rows, "cos_nontask_ref"), {"long_name": "cos(g_nt, g_task) on the task's top encoder units"}),
-            "cos_batch_ref": (dims, _stack(rows, "cos_batch_ref"), {"long_name": "cos(g, g_task) on the task's top encoder units"}),
+            "cos_nontask_ref": (dims, _stack(rows, "cos_nontask_ref")),
+            "cos_batch_ref": (dims, _stack(rows, "cos_batch_ref")),
             "top_k": (("model",), np.array([top_units(w) for w in cfg.widths])),
         },
         coords={**coords, "other_task": tasks, "share": share},
-        attrs=_attrs(run, "interference", cfg),
+        attrs=_attrs("interference", cfg),
     )
-    write_dataset(interference, run.analysis_path("interference"))
+    write_dataset(describe(interference, VARIABLES), run.analysis_path("interference"), root=run.path)
 
     # -- neurons.nc (encoder units) -------------------------------------------------------------
     alloc = _stack(rows, "allocation")  # [W, S, n, K]
@@ -117,15 +139,17 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
             claim[wi, k] = claim_step(steps, n_claimed[wi, :, 0, k], 1, 2)
     neurons = xr.Dataset(
         {
-            "allocation": (("model", "step", "layer", "neuron", "task"), alloc[:, :, None], {"long_name": "u^T C_k u * ||P_k v||^2 per encoder unit"}),
-            "owner": (("model", "step", "layer", "neuron"), owner),
-            "n_claimed": (("model", "step", "layer", "task"), n_claimed),
-            "claim_step": (("model", "task"), claim, {"long_name": "first step with >= 1 owned unit, held 2 more checkpoints"}),
+            "allocation": (("model", "step", "block", "neuron", "task"), alloc[:, :, None]),
+            "owner": (("model", "step", "block", "neuron"), owner),
+            "n_claimed": (("model", "step", "block", "task"), n_claimed),
+            "claim_step": (("model", "task"), claim),
         },
-        coords={**coords, "layer": [0], "neuron": np.arange(N), "share": share},
-        attrs=_attrs(run, "neurons", cfg),
+        coords={**coords, "block": [0], "neuron": np.arange(N), "share": share},
+        attrs=_attrs("neurons", cfg),
     )
-    write_dataset(neurons, run.analysis_path("neurons"))
+    describe(neurons, VARIABLES)
+    neurons["owner"].attrs.update(flag_values=np.int16(-1), flag_meanings="unowned")
+    write_dataset(neurons, run.analysis_path("neurons"), root=run.path)
 
     # -- toy.nc: theory beside measurement ----------------------------------------------------
     gain = _stack(rows, "gain")  # [W, S, K, m]
@@ -138,21 +162,21 @@ def write_datasets(run: RunFolder, cfg: ToyConfig, rows: list[dict], progress: b
     predicted = np.stack([theory.predicted_signal(pi, lam, w) for w in cfg.widths])
     toy = xr.Dataset(
         {
-            "gain": (("model", "step", "task", "direction"), gain, {"long_name": "(V U^T)_jj: how much of direction j is reconstructed"}),
-            "learned_step": (("model", "task", "direction"), learned, {"long_name": f"first step with gain >= {LEARNED} (interpolated)"}),
-            "utility": (("task", "direction"), theory.utilities(pi, lam), {"long_name": "pi_k lambda_kj"}),
-            "predicted_signal": (("model", "task"), predicted, {"long_name": "s_k of the top-N eigenspace of M"}),
-            "final_signal": (("model", "task"), signal[:, -1], {"long_name": "measured s_k at the last step"}),
+            "gain": (("model", "step", "task", "direction"), gain),
+            "learned_step": (("model", "task", "direction"), learned),
+            "utility": (("task", "direction"), theory.utilities(pi, lam)),
+            "predicted_signal": (("model", "task"), predicted),
+            "final_signal": (("model", "task"), signal[:, -1]),
         },
         coords={**{k: v for k, v in coords.items() if k != "task"}, "task": tasks, "direction": np.arange(cfg.block), "width": ("model", cfg.widths)},
         attrs=_attrs(
-            run, "toy", cfg,
+            "toy", cfg,
             critical_width=theory.critical_width(pi, lam),
             measured_critical_width=measured_critical_width(cfg.widths, final_rare),
             half_signal_width=theory.half_signal_width(pi, lam),
         ),
     )
-    write_dataset(toy, run.analysis_path("toy"))
+    write_dataset(describe(toy, VARIABLES), run.analysis_path("toy"), root=run.path)
 
     # -- retention.nc: the LM analysis itself, on s_k and the unit claims ------------------------
     # s_k is a closed-form population quantity (no eval noise): no smoothing; widths are small: one unit counts

@@ -1,17 +1,22 @@
-"""The toy run's findings (theory against measurement) and its figures."""
+"""The toy run's findings (theory against measurement) and its figures.
+
+They reach the report through the ``mechrare.findings`` and ``mechrare.figures``
+entry-point groups (see pyproject.toml), the same way a third-party package
+adds its own: the report itself knows nothing of the toy.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from mechrare.reports.data import RunData
-from mechrare.reports.figures import FIGURES, FigureSpec, Skip, _grid, _plt, _step_axis
-from mechrare.reports.findings import FAILS, HOLDS, MISSING, Finding, retention_events
+from mechrare.reports.data import RunData, retention_events
+from mechrare.reports.plotting import colormap, figure, grid, step_axis
+from mechrare.reports.registry import FAILS, HOLDS, MISSING, FigureSpec, Finding, FindingSpec, Skip
 from mechrare.toy.datasets import LEARNED
 
 
 def toy_config(data: RunData) -> dict:
-    return data.manifest["config"]
+    return data.manifest.config
 
 
 def learning_order(data: RunData) -> tuple[float, int]:
@@ -45,59 +50,78 @@ def bursty_cycles(data: RunData) -> dict:
     return {"narrow": narrow, "events": events, "gaps": int(cfg["steps"] // gap), "troughs": troughs, "critical_width": crit}
 
 
-def measure_toy_findings(data: RunData) -> list[Finding]:
-    toy = data.analyses.get("toy")
-    if toy is None:
-        return [Finding("T", "toy theory", MISSING, "needs analyses/toy.nc (`mechrare toy`)", "")]
-    out = []
+def _needs_toy(data: RunData, key: str, claim: str, rule: str) -> Finding | None:
+    if data.analyses.get("toy") is None:
+        return Finding(key, claim, MISSING, "needs analyses/toy.nc (`mechrare toy`)", rule)
+    return None
+
+
+def critical_width_finding(data: RunData) -> Finding:
+    rule = "holds if the smallest width from which on every model keeps s_r >= 0.5 at the end is within 1 of N_crit"
+    claim = "(t1) The rare task survives from the predicted critical width N_crit = min{N : mu_N^F <= pi_r lambda_r1} on"
+    missing = _needs_toy(data, "t1", claim, rule)
+    if missing:
+        return missing
+    toy = data.analyses["toy"]
     pred, meas = toy.attrs["critical_width"], float(toy.attrs["measured_critical_width"])
     widths = list(toy.width.values)
     finals = ", ".join(f"w{w} {v:.2f}" for w, v in zip(widths, toy.final_signal.sel(task=data.rare_task).values))
-    rule = "holds if the smallest width from which on every model keeps s_r >= 0.5 at the end is within 1 of N_crit"
-    claim = "(t1) The rare task survives from the predicted critical width N_crit = min{N : mu_N^F <= pi_r lambda_r1} on"
     if np.isnan(meas):
-        out.append(Finding("t1", claim, FAILS if pred <= max(widths) else MISSING,
-                           f"predicted N_crit {pred}; no trained width keeps the rare task (final s_r: {finals})", rule))
-    else:
-        out.append(Finding("t1", claim, HOLDS if abs(meas - pred) <= 1 else FAILS,
-                           f"predicted N_crit {pred}, measured {meas:.0f} (final s_r: {finals})", rule))
-    rho, n = learning_order(data)
+        return Finding("t1", claim, FAILS if pred <= max(widths) else MISSING,
+                       f"predicted N_crit {pred}; no trained width keeps the rare task (final s_r: {finals})", rule)
+    return Finding("t1", claim, HOLDS if abs(meas - pred) <= 1 else FAILS,
+                   f"predicted N_crit {pred}, measured {meas:.0f} (final s_r: {finals})", rule)
+
+
+def learning_order_finding(data: RunData) -> Finding:
     rule = "holds if Spearman(utility, 1 / learned step) >= 0.9 over the directions the widest model learned"
     claim = "(t2) Features are learned in order of utility pi_k lambda_kj"
+    missing = _needs_toy(data, "t2", claim, rule)
+    if missing:
+        return missing
+    rho, n = learning_order(data)
     status = MISSING if np.isnan(rho) else HOLDS if rho >= 0.9 else FAILS
-    out.append(Finding("t2", claim, status, f"Spearman {rho:.3f} over {n} (task, direction) pairs learned by the widest model", rule))
+    return Finding("t2", claim, status, f"Spearman {rho:.3f} over {n} (task, direction) pairs learned by the widest model", rule)
+
+
+def bursty_finding(data: RunData) -> Finding:
     claim = "(t3) Bursty injection: the narrowest model learns and forgets the rare task every gap; widths >= N_crit accumulate it"
     rule = ("holds if the narrowest width has an s_r overwrite event in at least all but one gap and, at every width >= N_crit, "
             "s_r just before each burst never falls (by > 0.01) over the second half of training")
+    missing = _needs_toy(data, "t3", claim, rule)
+    if missing:
+        return missing
     if not toy_config(data).get("gap"):
-        out.append(Finding("t3", claim, MISSING, "this run is i.i.d.; run `mechrare toy --set gap=G` for the bursty schedule", rule))
-    else:
-        b = bursty_cycles(data)
-        keeps = {m: bool(len(t) >= 2 and np.all(np.diff(t) >= -0.01)) for m, t in b["troughs"].items()}
-        ok = len(b["events"]) >= b["gaps"] - 1 and bool(keeps) and all(keeps.values())
-        wide = ", ".join(f"{m} {t[0]:.2f}->{t[-1]:.2f}" for m, t in b["troughs"].items() if len(t)) or "none trained"
-        out.append(Finding("t3", claim, HOLDS if ok else FAILS,
-                           f"{b['narrow']}: {len(b['events'])} overwrite events of s_r in {b['gaps']} gaps; s_r before each burst, "
-                           f"second half, at widths >= N_crit {b['critical_width']}: {wide}", rule))
-    return out
+        return Finding("t3", claim, MISSING, "this run is i.i.d.; run `mechrare toy --set gap=G` for the bursty schedule", rule)
+    b = bursty_cycles(data)
+    keeps = {m: bool(len(t) >= 2 and np.all(np.diff(t) >= -0.01)) for m, t in b["troughs"].items()}
+    ok = len(b["events"]) >= b["gaps"] - 1 and bool(keeps) and all(keeps.values())
+    wide = ", ".join(f"{m} {t[0]:.2f}->{t[-1]:.2f}" for m, t in b["troughs"].items() if len(t)) or "none trained"
+    return Finding("t3", claim, HOLDS if ok else FAILS,
+                   f"{b['narrow']}: {len(b['events'])} overwrite events of s_r in {b['gaps']} gaps; s_r before each burst, "
+                   f"second half, at widths >= N_crit {b['critical_width']}: {wide}", rule)
+
+
+T1 = FindingSpec("t1", critical_width_finding, order=10, kinds=("toy",))
+T2 = FindingSpec("t2", learning_order_finding, order=20, kinds=("toy",))
+T3 = FindingSpec("t3", bursty_finding, order=30, kinds=("toy",))
 
 
 # -- figures -------------------------------------------------------------------------------------
 def draw_signal(data: RunData):
     toy, metrics = data.analyses["toy"], data.metrics
-    plt = _plt()
-    fig, axes = _grid(2, ncols=2, sharex=False, size=(5.5, 3.4))
-    cmap = plt.get_cmap("viridis")
+    fig, axes = grid(2, ncols=2, sharex=False, size=(5.5, 3.4))
+    cmap = colormap("viridis")
     widths = list(toy.width.values)
     for i, m in enumerate(toy.model.values):
         axes[0].plot(metrics.step.values, metrics.retained_signal.sel(model=m, task=data.rare_task).values,
                      color=cmap(i / max(len(widths) - 1, 1)), label=str(m), lw=1.2)
     axes[0].set_ylabel("s_r(U), rare task")
     axes[0].set_title("rare-task signal over training, one line per width", fontsize=10)
-    _step_axis(axes[0])
+    step_axis(axes[0])
     axes[0].legend(fontsize=6, ncol=2)
     for k, task in enumerate(data.tasks):
-        color = plt.get_cmap("tab10")(k)
+        color = colormap("tab10")(k)
         axes[1].plot(widths, toy.final_signal.sel(task=task).values, "o", color=color, label=f"{task} measured", ms=4)
         axes[1].plot(widths, toy.predicted_signal.sel(task=task).values, "-", color=color, alpha=0.6, lw=1)
     pred, meas = toy.attrs["critical_width"], float(toy.attrs["measured_critical_width"])
@@ -120,13 +144,15 @@ def draw_order(data: RunData):
     util = toy.utility.values
     if not np.isfinite(steps).any():
         raise Skip(f"{widest} learned no direction (gain >= {LEARNED})")
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    from matplotlib.ticker import NullFormatter
+
+    fig = figure((5.5, 3.8))
+    ax = fig.subplots()
     for k, task in enumerate(data.tasks):
-        ax.scatter(util[k], steps[k], label=task, s=18, color=plt.get_cmap("tab10")(k))
+        ax.scatter(util[k], steps[k], label=task, s=18, color=colormap("tab10")(k))
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     rho, n = learning_order(data)
     ax.set_xlabel("utility pi_k lambda_kj")
     ax.set_ylabel(f"step the direction is learned (gain >= {LEARNED})")
@@ -137,12 +163,12 @@ def draw_order(data: RunData):
     return fig
 
 
-FIGURES.add("toy_signal", FigureSpec(
+TOY_SIGNAL = FigureSpec(
     "Rare-task signal and the critical width",
     "Left: s_r(U) = Tr(P_U C_r)/Tr(C_r) over training per width. Right: final s_k per task against the "
     "top-N-eigenspace prediction; dashed: predicted N_crit, dotted: measured.",
-    ("metrics", "toy"), draw_signal, order=5, kinds=("toy",)))
-FIGURES.add("toy_order", FigureSpec(
+    ("metrics", "toy"), draw_signal, order=5, kinds=("toy",))
+TOY_ORDER = FigureSpec(
     "Learning order",
     "Step at which each (task, direction) is learned by the widest model against its utility pi_k lambda_kj.",
-    ("toy",), draw_order, order=6, kinds=("toy",)))
+    ("toy",), draw_order, order=6, kinds=("toy",))

@@ -2,7 +2,7 @@
 
 from mechrare.training.evaluate import evaluate
 from mechrare.training.runner import Plan, train_run
-from mechrare.training.schedule import checkpoint_steps, lr_factor
+from mechrare.training.lr import lr_factor
 from mechrare.training.trainer import Callback, Trainer
 
-__all__ = ["Callback", "Plan", "Trainer", "checkpoint_steps", "evaluate", "lr_factor", "train_run"]
+__all__ = ["Callback", "Plan", "Trainer", "evaluate", "lr_factor", "train_run"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 from mechrare.config import TrainConfig
-from mechrare.training.schedule import lr_factor
+from mechrare.training.lr import lr_factor
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from mechrare.checkpoints.atomic import remove_stale_temps
+from mechrare.checkpoints.manifest import InterventionRecord, Manifest, ModelRecord, ShapeRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.metrics import write_metrics
-from mechrare.checkpoints.run import RunFolder, first_difference, new_manifest
+from mechrare.checkpoints.run import RunFolder, first_difference
+from mechrare.checkpoints.schedule import checkpoint_steps
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
+from mechrare.devices import autocast_dtype, resolve_device, torch_threads
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.models.ladder import ModelShape, build_model, check_model_name, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
 from mechrare.training.callbacks import (
@@ -23,42 +25,9 @@ from mechrare.training.callbacks import (
     ProgressCallback,
     ResumeCallback,
 )
-from mechrare.training.schedule import checkpoint_steps
 from mechrare.training.trainer import Trainer
 
 log = logging.getLogger("mechrare")
-
-
-def resolve_device(name: str):
-    """``auto`` -> cuda if available else cpu."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {name!r} asked for, but torch sees no CUDA device; use auto or cpu")
-    return torch.device(name)
-
-
-def autocast_dtype(precision: str, device):
-    import torch
-
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
-
-
-@contextmanager
-def _threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class Plan:
@@ -88,33 +57,32 @@ class Plan:
         self.resume_every = ck.resume_every or ck.every
         self.tokens_per_step = config.train.batch_size * config.mixture.sequence_length
 
-    def manifest(self, name: str) -> dict:
+    def manifest(self, name: str) -> Manifest:
         vocab = len(self.mixture.vocab)
-        tasks = []
-        for spec, task, row in zip(self.mixture.specs, self.mixture.tasks, self.mixture.describe()):
-            tasks.append(
-                {
-                    "name": task.name,
-                    "family": spec.family,
-                    "complexity": spec.complexity,
-                    "frequency": spec.frequency,
-                    "share": row["share"],
-                    "placement": spec.placement,
-                    "schedule": asdict(spec.schedule) if spec.schedule else None,
-                    "split": task.split,
-                    "eval_examples": row["eval"],
-                    "targets": task.targets(),
-                }
+        tasks = [
+            TaskRecord(
+                name=task.name,
+                share=row["share"],
+                family=spec.family,
+                complexity=spec.complexity,
+                frequency=spec.frequency,
+                placement=spec.placement,
+                schedule=asdict(spec.schedule) if spec.schedule else None,
+                split=task.split,
+                eval_examples=row["eval"],
+                targets=task.targets(),
             )
+            for spec, task, row in zip(self.mixture.specs, self.mixture.tasks, self.mixture.describe())
+        ]
         models = {
-            s.name: {
-                "shape": {"d_model": s.d_model, "n_layers": s.n_layers, "n_heads": s.n_heads, "d_mlp": s.d_mlp},
-                "n_params": olmo2_param_count(s, vocab),
-                "reference_params": s.reference_params,
-                "status": "pending",
-                "shares": dict(zip(self.mixture.task_names, map(float, self.mixtures[s.name].shares[:-1]))),
-                **({"intervention": self.interventions[s.name]} if s.name in self.interventions else {}),
-            }
+            s.name: ModelRecord(
+                n_params=olmo2_param_count(s, vocab),
+                status="pending",
+                shape=ShapeRecord(s.d_model, s.n_layers, s.n_heads, s.d_mlp),
+                reference_params=s.reference_params,
+                shares=dict(zip(self.mixture.task_names, map(float, self.mixtures[s.name].shares[:-1]))),
+                intervention=InterventionRecord(**self.interventions[s.name]) if s.name in self.interventions else None,
+            )
             for s in self.shapes
         }
         return new_manifest(
@@ -136,9 +104,10 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     run = RunFolder(out)
     if run.exists():
         manifest = run.read_manifest()
-        # normalised through RunConfig, so a folder written before a new setting existed still resumes
-        stored = RunConfig.from_dict(manifest["config"]).to_dict()
-        diff = first_difference(stored, plan.config.to_dict())
+        # normalised through RunConfig, so a folder written before a new setting existed still resumes;
+        # analysis settings do not change the weights, so they never block a resume
+        stored = RunConfig.from_dict(manifest.config).training_dict()
+        diff = first_difference(stored, plan.config.training_dict())
         if diff:
             raise RunFolderError(
                 f"{run.path}: holds a run with a different config (config.{diff}); "
@@ -196,15 +165,14 @@ def train_run(
     echo: Callable[[str], None] = lambda s: None,
 ) -> RunFolder:
     """Train every ladder model of ``config`` into ``out``; resumes where it stopped."""
-    from transformers.utils import logging as hf_logging
+    from mechrare.checkpoints.series import quiet_transformers
 
     plan = Plan(config)
-    device = resolve_device(config.train.device)
+    device = resolve_device(config.train.device, "train.device")
     run = open_or_create(out, plan, name)
-    hf_logging.disable_progress_bar()
-    with _threads(config.train.threads):
+    with torch_threads(config.train.threads), quiet_transformers():
         for shape in plan.shapes:
-            status = run.read_manifest()["models"][shape.name]["status"]
+            status = run.read_manifest().model(shape.name).status
             if status == "done":
                 echo(f"{shape.name}: done already, skipping")
                 continue

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from mechrare.analyses.common import run_mixture
 from mechrare.analyses.gradients import ParamGroups, answer_loss_sum, next_token_loss_sum
 from mechrare.analyses.interference import InterferenceConfig, batch_steps, checkpoint_interference, run_interference
 from mechrare.checkpoints import CheckpointStore, open_dataset
 from mechrare.cli import main
+from mechrare.runs import open_run
 from mechrare.training.evaluate import evaluate
 
 MODEL = "d16-l2"
@@ -42,7 +42,8 @@ def test_loss_change_predicts_real_sgd_steps(tiny_run):
     component's piece must predict what a real SGD step on that component's tokens
     alone does to every task's held-out loss (independent losses, evaluate())."""
     store = CheckpointStore(tiny_run.path)
-    mixture = run_mixture(store)
+    tasks = open_run(tiny_run.path).tasks
+    mixture = tasks.batches()
     model = store.load(MODEL, 100)
     lr, bs = 1e-3, 64
     batch = mixture.batch(100, bs)
@@ -78,7 +79,7 @@ def test_loss_change_predicts_real_sgd_steps(tiny_run):
     next_params = {n: (p - lr * g).detach() for n, p, g in zip(names, params, total)}
     cfg = InterferenceConfig(batches=1, batch_size=bs)
     assert batch_steps(100, 101, 1) == [100]
-    out, _ = checkpoint_interference(model, mixture, cfg, bs, 100, next_params, 101)
+    out, _ = checkpoint_interference(model, tasks, mixture, cfg, bs, 100, next_params, 101)
     pred = out["next_loss_change"]
     assert pred.shape == actual.shape == (4, 4)
     big = np.abs(actual) > 1e-6
@@ -93,7 +94,7 @@ def test_loss_change_predicts_real_sgd_steps(tiny_run):
 
 def test_grad_cosine_matches_a_direct_flat_computation(interference_ds, tiny_run):
     store = CheckpointStore(tiny_run.path)
-    mixture = run_mixture(store)
+    mixture = open_run(tiny_run.path).tasks.batches()
     model = store.load(MODEL, 200)
     params = list(model.parameters())
     flats = []

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from mechrare.analyses.common import run_mixture
 from mechrare.analyses.neurons import (
     NeuronsConfig,
     _logit_diff_fn,
@@ -18,6 +17,7 @@ from mechrare.analyses.neurons import (
 )
 from mechrare.checkpoints import CheckpointStore, open_dataset
 from mechrare.cli import main
+from mechrare.runs import open_run
 
 MODEL = "d24-l2"
 
@@ -50,9 +50,9 @@ def test_attribution_matches_finite_differences(tiny_run):
     """a * dm/da (summed over positions, averaged over rows) = d/d(eps) of the metric when
     the neuron's activation is scaled by (1 + eps): checked by a central difference."""
     store = CheckpointStore(tiny_run.path)
-    mixture = run_mixture(store)
+    tasks = open_run(tiny_run.path).tasks
     bridge = store.load_bridge(MODEL, 300)
-    ids, sl = task_inputs(mixture, 0, n=64)
+    ids, sl = task_inputs(tasks, "facts:8", n=64)
     attr = neuron_attribution(bridge, ids, sl, measure="logit_diff")  # clipped at 0
     metric = _logit_diff_fn(np.unique(ids[:, sl.start + 1 : sl.stop + 1]))
     x = torch.as_tensor(ids)
@@ -76,7 +76,7 @@ def test_attribution_matches_finite_differences(tiny_run):
 
 def test_contract(neurons_ds, tiny_run):
     ds = neurons_ds
-    assert ds.allocation.dims == ("model", "step", "layer", "neuron", "task")
+    assert ds.allocation.dims == ("model", "step", "block", "neuron", "task")
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
     assert ds.owner.dtype.kind == "i" and int(ds.owner.min()) >= -1
     # no claims at initialisation (the floor is the initial allocation), claims after training
@@ -91,15 +91,15 @@ def test_ownership_is_causal(neurons_ds, tiny_run):
     """Zeroing the neurons a task owns raises its loss more than zeroing as many random
     neurons (same layers), for every task that owns at least 5 neurons."""
     store = CheckpointStore(tiny_run.path)
-    mixture = run_mixture(store)
+    tasks = open_run(tiny_run.path).tasks
     bridge = store.load_bridge(MODEL, 300)
     owner = neurons_ds.owner.sel(model=MODEL, step=300).values
     checked = 0
-    for t in range(len(mixture.tasks)):
+    for t in range(len(tasks.names)):
         if (owner == t).sum() < 5:
             continue
-        r = ablation_loss_increase(bridge, mixture, owner, t, n_random=10)
-        assert r["owned"] > r["random"], (mixture.task_names[t], r)
+        r = ablation_loss_increase(bridge, tasks, owner, t, n_random=10)
+        assert r["owned"] > r["random"], (tasks.names[t], r)
         checked += 1
     assert checked >= 1
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from mechrare.analyses.common import run_mixture
 from mechrare.analyses.probes import ProbesConfig, run_probes
 from mechrare.checkpoints import CheckpointStore, open_dataset
 from mechrare.cli import main
+from mechrare.runs import open_run
 from mechrare.probes.targets import build_probe_data
 
 MODEL = "d16-l2"
@@ -53,7 +53,7 @@ def test_contract(probes_ds, tiny_run):
 @pytest.mark.parametrize("step", [16, 300])
 def test_within_one_point_of_sklearn_on_every_layer_and_target(probes_ds, tiny_run, step):
     store = CheckpointStore(tiny_run.path)
-    data = build_probe_data(run_mixture(store))
+    data = build_probe_data(open_run(tiny_run.path).tasks)
     acts = hf_residuals(store.load(MODEL, step), data.ids, data.positions)
     for layer, x_all in enumerate(acts):
         for tgt in data.targets:
@@ -69,12 +69,12 @@ def test_resumes_per_checkpoint(probes_ds, tiny_run):
     parts = next((tiny_run.path / "analyses" / "probes.parts").iterdir()) / MODEL
     files = sorted(parts.iterdir())
     assert len(files) == len(CheckpointStore(tiny_run.path).steps(MODEL))
-    victim = parts / "step_64.npz"
+    (victim,) = parts.glob("step_64-*.npz")  # named by the step and the sha256 of its weights
     victim.unlink()
     before = {f.name: os.stat(f).st_mtime_ns for f in parts.iterdir()}
     again = run_probes(tiny_run.path, ProbesConfig(), models=[MODEL], progress=False)
     assert victim.is_file()
-    assert {f.name: os.stat(f).st_mtime_ns for f in parts.iterdir() if f.name != "step_64.npz"} == before
+    assert {f.name: os.stat(f).st_mtime_ns for f in parts.iterdir() if f != victim} == before
     assert again.equals(probes_ds)
 
 

@@ -5,11 +5,13 @@ import os
 import numpy as np
 import pytest
 
-from mechrare.analyses.sae import SAEConfig, _settings_dir, chosen_steps, run_sae
+from mechrare.analyses.driver import load_part
+from mechrare.analyses.sae import SAEConfig, SAEs, chosen_steps, run_sae
 from mechrare.analyses.sae_training import task_specificity
-from mechrare.checkpoints import CheckpointStore, open_dataset
+from mechrare.checkpoints import open_dataset
 from mechrare.cli import main
 from mechrare.errors import ConfigError
+from mechrare.runs import open_run
 
 MODEL = "d16-l2"
 CFG = SAEConfig(train_steps=150, max_checkpoints=3, sequences=512, expansion=2)
@@ -37,10 +39,13 @@ def test_contract(sae_ds, tiny_run):
 def test_saved_in_sae_lens_format_and_counts_follow_from_the_stats(sae_ds, tiny_run):
     from sae_lens import SAE
 
-    folder = _settings_dir(CheckpointStore(tiny_run.path), CFG) / MODEL / "layer_2" / "step_300"
+    ctx = open_run(tiny_run.path).context()
+    folder = SAEs().sae_root(ctx, CFG) / MODEL / "layer_2" / "step_300"
     sae = SAE.load_from_disk(str(folder / "sae"))
     assert sae.cfg.d_in == 16 and sae.cfg.d_sae == 32
-    stats = np.load(folder / "stats.npz")
+    steps = chosen_steps(ctx.series.steps(MODEL), CFG)
+    part = load_part(SAEs().part_path(ctx, CFG, MODEL, 300, steps))
+    stats = {k: part[f"d2_{k}"] for k in ("mass", "alive", "decoder")}
     spec = task_specificity(stats["mass"])
     expected = ((spec >= CFG.specificity) & stats["alive"][:, None])[:, :3].sum(0)
     assert list(sae_ds.n_task_features.sel(model=MODEL, step=300, layer=2).values) == list(expected)
@@ -48,10 +53,13 @@ def test_saved_in_sae_lens_format_and_counts_follow_from_the_stats(sae_ds, tiny_
 
 
 def test_resumes(sae_ds, tiny_run):
-    base = _settings_dir(CheckpointStore(tiny_run.path), CFG) / MODEL / "layer_2"
-    before = {p.name: os.stat(p / "stats.npz").st_mtime_ns for p in base.iterdir()}
+    base = SAEs().sae_root(open_run(tiny_run.path).context(), CFG) / MODEL / "layer_2"
+    parts = SAEs().parts_dir(open_run(tiny_run.path).context(), CFG) / MODEL
+    files = sorted(base.glob("step_*/sae/*")) + sorted(parts.iterdir())
+    assert len(list(parts.iterdir())) == 3
+    before = {p: os.stat(p).st_mtime_ns for p in files}
     again = run_sae(tiny_run.path, CFG, models=[MODEL], progress=False)
-    assert {p.name: os.stat(p / "stats.npz").st_mtime_ns for p in base.iterdir()} == before
+    assert {p: os.stat(p).st_mtime_ns for p in files} == before
     assert again.equals(sae_ds)
 
 

@@ -15,12 +15,13 @@ from mechrare.errors import ChecksumError, RunFolderError
 def test_every_model_has_a_dense_series(tiny_run):
     store = CheckpointStore(tiny_run.path)
     manifest = store.manifest
-    assert list(manifest["models"]) == ["d8-l1", "d16-l2", "d24-l2", "d8-l1-up5"]  # the ladder, then the intervention
-    assert manifest["models"]["d8-l1-up5"]["intervention"] == {"base": "d8-l1", "upsample": {"compare:4": 5.0}}
+    assert list(manifest.models) == ["d8-l1", "d16-l2", "d24-l2", "d8-l1-up5"]  # the ladder, then the intervention
+    iv = manifest.models["d8-l1-up5"].intervention
+    assert (iv.base, iv.upsample) == ("d8-l1", {"compare:4": 5.0})
     for model in store.models():
         steps = store.steps(model)
-        assert steps == manifest["checkpoint_steps"] and len(steps) >= 12
-        assert manifest["models"][model]["status"] == "done"
+        assert steps == manifest.checkpoint_steps and len(steps) >= 12
+        assert manifest.models[model].status == "done"
         info = store.info(model, 300)
         assert info["tokens"] == 300 * 16 * 16 and info["step"] == 300
     leftovers = [p for p in tiny_run.path.rglob(f"{TMP_PREFIX}*")]
@@ -48,7 +49,7 @@ def test_every_checkpoint_loads_in_transformers_and_transformer_lens_with_equal_
 def test_store_load_verify_and_errors(tiny_run, tmp_path):
     store = CheckpointStore(tiny_run.path)
     model = store.load("d16-l2", 64)
-    assert not model.training and model.config.vocab_size == store.manifest["vocab_size"]
+    assert not model.training and model.config.vocab_size == store.manifest.vocab_size
     with pytest.raises(RunFolderError, match="no checkpoint of d16-l2 at step 65; available steps: 0 1 2"[:40]):
         store.path("d16-l2", 65)
     with pytest.raises(RunFolderError, match="no model 'big'"):
@@ -73,7 +74,7 @@ def test_metrics_nc_matches_the_checkpoint_records(tiny_run):
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2"]
     assert ds.loss.dims == ("model", "step", "task") and ds.train_loss.dims == ("model", "step")
     assert int(ds.tokens.sel(step=300)) == 300 * 256
-    assert list(ds.n_params.values) == [store.manifest["models"][m]["n_params"] for m in store.models()]
+    assert list(ds.n_params.values) == [store.manifest.models[m].n_params for m in store.models()]
     for model in store.models():
         for step in (0, 50, 300):
             info = store.info(model, step)

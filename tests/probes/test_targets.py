@@ -3,6 +3,7 @@ import numpy as np
 from _helpers import small_mixture
 from mechrare.config import MixtureConfig, from_dict
 from mechrare.data import Mixture
+from mechrare.data.taskset import MixtureTaskSet
 from mechrare.probes.targets import TASK_TARGET, build_probe_data
 
 
@@ -14,7 +15,7 @@ def mixture():
 
 def test_targets_split_by_distinct_instance_with_readout_at_last_prompt_token():
     m = mixture()
-    data = build_probe_data(m, examples_per_task=200, train_fraction=0.6)
+    data = build_probe_data(MixtureTaskSet(m), examples_per_task=200, train_fraction=0.6)
     names = [t.name for t in data.targets]
     assert names[0] == TASK_TARGET and "lookup:2/answer" in names and "lookup:2/query_position" in names
     assert "facts:8/key" in data.skipped  # 8 facts cannot train an 8-class probe

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.reports.data import RunData
 from mechrare.reports.findings import FAILS, HOLDS, MISSING, measure_findings
@@ -17,14 +18,18 @@ def manifest(intervention=True):
     models = {m: {"n_params": n} for m, n in zip(LADDER, (100, 400, 1600))}
     if intervention:
         models["s-up"] = {"n_params": 100, "intervention": {"base": "s", "upsample": {"rare:1": 10.0}}}
-    return {
+    return Manifest.from_dict({
         "name": "synthetic",
+        "seed": 0,
+        "config": {},
+        "tokens_per_step": 10,
+        "checkpoint_steps": STEPS,
         "tasks": [
             {"name": "common:1", "share": 0.3, "complexity": 1, "eval_examples": 400},
             {"name": "rare:1", "share": 0.03, "complexity": 1, "eval_examples": 400},
         ],
         "models": models,
-    }
+    })
 
 
 def metrics(final_rare: dict[str, float]):

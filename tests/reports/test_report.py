@@ -17,7 +17,10 @@ STATUSES = {"holds", "does not hold", "not measured"}
 def report(tiny_run):
     """Every analysis on the tiny run (resuming what other tests made), then the report."""
     assert run_cli(["analyze", str(tiny_run.path), "--no-progress"]) == 0
-    return build_report(tiny_run.path, progress=False)
+    written = build_report(tiny_run.path, progress=False)
+    assert [f.key for f in written.findings] == ["a", "b", "c", "d", "e"]
+    assert written.summary == written.index.parent / "summary.md"
+    return written.index
 
 
 def findings_rows(summary: str) -> list[list[str]]:
@@ -60,7 +63,7 @@ def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
     run.mkdir()
     shutil.copy(tiny_run.path / "manifest.json", run)
     shutil.copy(tiny_run.path / "metrics.nc", run)
-    index = build_report(run, progress=False)
+    index = build_report(run, progress=False).index
     summary = (index.parent / "summary.md").read_text()
     statuses = [r[1] for r in findings_rows(summary)]
     # (a) and (e) need only metrics.nc; (b), (c), (d) need analyses this copy lacks

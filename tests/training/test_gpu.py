@@ -22,8 +22,8 @@ def test_cuda_training_run(tmp_path, compile_model):
     run = train_run(cfg, tmp_path / "run", name="tiny", progress=False)
     store = CheckpointStore(run.path)
     manifest = store.manifest
-    assert manifest["models"]["d16-l2"]["device"].startswith("cuda")
-    assert store.steps("d16-l2") == manifest["checkpoint_steps"]
+    assert manifest.models["d16-l2"].device.startswith("cuda")
+    assert store.steps("d16-l2") == manifest.checkpoint_steps
     first, last = store.info("d16-l2", 0), store.info("d16-l2", 120)
     assert last["background_loss"] < first["background_loss"] - 0.5
     model = store.load("d16-l2", 120)  # a CUDA-trained checkpoint loads on CPU, fp32

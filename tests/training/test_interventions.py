@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from mechrare.checkpoints import InterventionRecord
 from mechrare.config import RunConfig
 from mechrare.errors import ConfigError
 from mechrare.training.runner import Plan
@@ -34,11 +35,12 @@ def test_intervention_gets_its_own_mixture_and_manifest_entry():
     w = np.array([0.3, 0.3, 1.0])
     assert np.allclose(up.shares, w / w.sum())
     manifest = plan.manifest("x")
-    entry = manifest["models"]["d8-l1-up10"]
-    assert entry["intervention"] == {"base": "d8-l1", "upsample": {"compare:4": 10.0}}
-    assert entry["shares"]["compare:4"] == pytest.approx(0.3 / 1.6)
-    assert manifest["models"]["d8-l1"]["shares"]["compare:4"] == pytest.approx(0.03 / 1.33)
-    assert entry["shape"] == manifest["models"]["d8-l1"]["shape"]
+    entry = manifest.models["d8-l1-up10"]
+    assert entry.intervention == InterventionRecord(base="d8-l1", upsample={"compare:4": 10.0})
+    assert entry.shares["compare:4"] == pytest.approx(0.3 / 1.6)
+    assert manifest.models["d8-l1"].shares["compare:4"] == pytest.approx(0.03 / 1.33)
+    assert entry.shape == manifest.models["d8-l1"].shape
+    assert manifest.shares("d8-l1-up10")["compare:4"] == entry.shares["compare:4"]
     rare = sum(int((up.batch(s, 16).task == 1).sum()) for s in range(50))
     rare_base = sum(int((base.batch(s, 16).task == 1).sum()) for s in range(50))
     assert rare > 4 * rare_base

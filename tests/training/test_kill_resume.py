@@ -77,4 +77,4 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
     final_b = load_file(b.path("d16-l2", 400) / "model.safetensors")
     assert final_a.keys() == final_b.keys()
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
-    assert b.manifest["models"]["d16-l2"]["status"] == "done"
+    assert b.manifest.models["d16-l2"].status == "done"

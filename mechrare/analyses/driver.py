@@ -1,0 +1,146 @@
+"""The one per-checkpoint driver: step selection, device, progress and resume parts.
+
+An analysis that works checkpoint by checkpoint subclasses :class:`PerCheckpoint`
+and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
+``assemble`` (all parts -> an xarray Dataset). The driver owns the rest:
+
+* **step selection**: every checkpoint of the chosen models, restricted to the
+  ``steps`` asked for (and to the analysis's own ``select_steps``);
+* **device**: ``<analysis>.device`` resolved once (``auto``: CUDA when there is one);
+* **resume parts**: each checkpoint's arrays are written atomically to
+  ``analyses/<name>.parts/<settings>/<model>/step_<N>-<inputs>.npz``. ``settings``
+  hashes the analysis settings that change a part; ``inputs`` hashes the
+  sha256 of every checkpoint the part was computed from (``inputs``), so a
+  rerun with the same settings on the same weights resumes, and a retrained or
+  restored checkpoint is recomputed. Older parts of the same step are removed;
+* **progress**: one bar per analysis over the checkpoints still to compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mechrare.analyses.registry import Analysis, Context, as_context
+from mechrare.checkpoints.atomic import atomic_file
+from mechrare.checkpoints.datasets import provenance, write_dataset
+from mechrare.checkpoints.series import Checkpoint
+from mechrare.devices import resolve_device
+from mechrare.errors import ConfigError, RunFolderError
+
+Parts = dict[str, dict[int, dict[str, np.ndarray]]]  # model -> step -> arrays
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def save_part(path: Path, arrays: dict) -> None:
+    """Write one checkpoint's arrays (npz) atomically."""
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_part(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError) as exc:
+        raise RunFolderError(f"{path}: damaged analysis part ({exc}); delete it and rerun to recompute it") from None
+
+
+def select_models(ctx: Context, models: list[str] | None) -> list[str]:
+    have = ctx.series.models()
+    if models is None:
+        return have
+    unknown = [m for m in models if m not in have]
+    if unknown:
+        raise ConfigError(f"models: no model {unknown[0]!r} in this series; models: {', '.join(have)}")
+    return list(dict.fromkeys(models))
+
+
+class PerCheckpoint(Analysis):
+    """Base class of the per-checkpoint analyses (see the module docstring)."""
+
+    #: settings that change nothing in a part (where it runs, or only the assembly)
+    part_ignore: ClassVar[tuple[str, ...]] = ("device",)
+    #: whether ``compute`` reads the task set
+    needs_tasks: ClassVar[bool] = True
+
+    # -- what subclasses provide ------------------------------------------------------------
+    def prepare(self, ctx: Context, cfg: Any) -> Any:
+        """Work shared by every checkpoint (inputs, probe data); checked before any compute."""
+        return None
+
+    def select_steps(self, ctx: Context, cfg: Any, model: str, steps: list[int]) -> list[int]:
+        """The steps of ``model`` to analyse, from the ``steps`` on offer."""
+        return steps
+
+    def inputs(self, model: str, step: int, steps: list[int]) -> list[int]:
+        """The checkpoints (of ``model``) whose weights the part of ``step`` depends on."""
+        return [step]
+
+    @abstractmethod
+    def compute(self, ctx: Context, cfg: Any, state: Any, ckpt: Checkpoint, device, steps: list[int]) -> dict[str, np.ndarray]:
+        """One checkpoint's numbers. ``steps``: the steps of this model being analysed."""
+
+    @abstractmethod
+    def assemble(self, ctx: Context, cfg: Any, state: Any, parts: Parts):
+        """Every part -> the analysis's xarray Dataset (models and steps in series order)."""
+
+    # -- the driver --------------------------------------------------------------------------
+    def part_settings(self, cfg: Any) -> dict:
+        return {k: v for k, v in asdict(cfg).items() if k not in self.part_ignore}
+
+    def parts_dir(self, ctx: Context, cfg: Any) -> Path:
+        return Path(ctx.folder) / "analyses" / f"{self.name}.parts" / digest(self.part_settings(cfg))
+
+    def part_path(self, ctx: Context, cfg: Any, model: str, step: int, steps: list[int]) -> Path:
+        series = ctx.series
+        key = digest([[s, series.fingerprint(model, s)] for s in self.inputs(model, step, steps)])
+        return self.parts_dir(ctx, cfg) / model / f"step_{step}-{key}.npz"
+
+    def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[str, list[int]]:
+        """model -> the steps to analyse."""
+        models = select_models(ctx, models)
+        wanted = None if steps is None else set(int(s) for s in steps)
+        plan = {}
+        for m in models:
+            offered = [s for s in ctx.series.steps(m) if wanted is None or s in wanted]
+            chosen = self.select_steps(ctx, cfg, m, offered)
+            if chosen:
+                plan[m] = chosen
+        if not plan:
+            which = f"steps {sorted(wanted)}" if wanted is not None else "any checkpoint"
+            raise ConfigError(f"{self.name}: nothing to analyse: no model has {which}; see `mechrare ls` for the steps on disk")
+        return plan
+
+    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+        from tqdm.auto import tqdm
+
+        if self.needs_tasks:
+            ctx.require_tasks(self.name)
+        device = resolve_device(cfg.device, f"{self.name}.device")
+        plan = self.plan(ctx, cfg, models, steps)
+        state = self.prepare(ctx, cfg)
+        paths = {(m, s): self.part_path(ctx, cfg, m, s, chosen) for m, chosen in plan.items() for s in chosen}
+        todo = [key for key, path in paths.items() if not path.is_file()]
+        for m, s in tqdm(todo, desc=self.name, unit="ckpt", disable=not progress):
+            arrays = self.compute(ctx, cfg, state, ctx.series.checkpoint(m, s), device, plan[m])
+            path = paths[(m, s)]
+            save_part(path, arrays)
+            for stale in path.parent.glob(f"step_{s}-*.npz"):
+                if stale != path:
+                    stale.unlink(missing_ok=True)
+        parts: Parts = {m: {s: load_part(paths[(m, s)]) for s in chosen} for m, chosen in plan.items()}
+        ds = self.assemble(ctx, cfg, state, parts)
+        ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs}
+        write_dataset(ds, ctx.analysis_path(self.name), root=ctx.folder)
+        return ds

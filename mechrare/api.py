@@ -1,0 +1,228 @@
+"""The public Python API: what ``mechrare`` exports, and what the CLI calls.
+
+>>> import mechrare                                                        # doctest: +SKIP
+>>> run = mechrare.train("tiny", out="runs/tiny")                         # or mechrare.open_run(...)
+>>> ds = mechrare.analyze(run, only=["probes"], models=["d16-l2"], probes={"probe": "ridge"})["probes"]
+>>> fit = mechrare.fit_probe(run, "d16-l2", 300, "compare:4/rank_a", probe="logistic", C=0.5)
+>>> report = mechrare.report(run)                                          # report.findings: Finding objects
+
+Every entry point validates its arguments first: a bad one raises
+:class:`~mechrare.errors.ConfigError` naming it, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mechrare.errors import ConfigError
+from mechrare.runs import Run, open_run
+
+__all__ = ["ProbeFit", "analyze", "fit_probe", "gradient_interference", "open_run", "report", "run", "train"]
+
+
+def _as_run(run) -> Run:
+    if isinstance(run, Run):
+        return run
+    if isinstance(run, (str, Path)):
+        return open_run(run)
+    raise ConfigError(f"run: expected a run folder's path or a Run (mechrare.open_run), got {type(run).__name__}")
+
+
+def _names(value, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what}: expected a list of names or a comma-separated string, got {value!r}")
+    return list(value)
+
+
+# -- train ------------------------------------------------------------------------------------
+def load_run_config(config, overrides: list[str] | tuple[str, ...] = ()):
+    """(name, RunConfig) from a preset name, a TOML path, a dict or a RunConfig, with ``a.b=v`` overrides.
+
+    Overrides of a registered analysis (``probes.probe=ridge``) go to ``analyses.<name>``."""
+    import copy
+
+    from mechrare.analyses import ANALYSES, resolve_settings
+    from mechrare.config import RunConfig, apply_overrides, from_dict, read_source
+
+    if isinstance(config, RunConfig):
+        name, data = "run", config.to_dict()
+    elif isinstance(config, dict):
+        name, data = "run", copy.deepcopy(config)
+    elif isinstance(config, (str, Path)):
+        name, data = read_source(str(config))
+    else:
+        raise ConfigError(f"config: expected a preset name, a TOML path, a dict or a RunConfig, got {type(config).__name__}")
+    routed = [f"analyses.{o}" if o.split(".", 1)[0] in ANALYSES else o for o in overrides]
+    cfg = from_dict(RunConfig, apply_overrides(data, routed), "")
+    resolve_settings(list(cfg.analyses), base=cfg.analyses)  # every [analyses.*] table checked now
+    return name, cfg
+
+
+def train(config="quickstart", out: str | Path | None = None, *, overrides=(), progress: bool = True,
+          echo: Callable[[str], None] = lambda s: None) -> Run:
+    """Train every model of ``config`` into ``out`` (default ``runs/<config name>``); a rerun resumes.
+
+    ``config``: a preset name, a TOML path, a dict or a RunConfig."""
+    from mechrare.training.runner import train_run
+
+    name, cfg = load_run_config(config, list(overrides))
+    folder = train_run(cfg, Path(out) if out else Path("runs") / name, name=name, progress=progress, echo=echo)
+    return open_run(folder.path)
+
+
+# -- analyze ----------------------------------------------------------------------------------
+def analyze(run, only=None, models=None, steps=None, *, progress: bool = True,
+            echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
+    """Run analyses over ``run`` (a path or Run) and return their xarray Datasets by name;
+    each is written to ``analyses/<name>.nc`` and resumes where it stopped.
+
+    ``only``: analysis names (default: all, each after the ones it reads); ``models`` /
+    ``steps``: restrict to these; ``settings``: per analysis, a dict or config object
+    that overrides the run's ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
+    from mechrare.analyses import ANALYSES, ordered, resolve_settings
+    from mechrare.analyses.driver import select_models
+
+    run = _as_run(run)
+    names = _names(only, "only") or ANALYSES.names()
+    for name in names:
+        ANALYSES.get(name)  # a clear error for an unknown name, before any work
+    names = ordered(names)
+    configs = resolve_settings(names, base=run.manifest.config.get("analyses"), overrides=settings)
+    ctx = run.context()
+    models = select_models(ctx, _names(models, "models"))
+    if steps is not None:
+        try:
+            steps = sorted({int(s) for s in steps})
+        except (TypeError, ValueError):
+            raise ConfigError(f"steps: expected a list of checkpoint steps, got {steps!r}") from None
+        have = {s for m in models for s in ctx.series.steps(m)}
+        absent = [s for s in steps if s not in have]
+        if absent:
+            raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
+    out = {}
+    for name in names:
+        out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress)
+        echo(f"{name}: wrote {ctx.analysis_path(name)}")
+    return out
+
+
+# -- report -----------------------------------------------------------------------------------
+def report(run, *, progress: bool = True):
+    """Write ``report/`` (index.html, summary.md, figures) and return the
+    :class:`~mechrare.reports.build.Report` with its findings."""
+    from mechrare.reports.build import build_report
+
+    return build_report(_as_run(run), progress=progress)
+
+
+def run(config="quickstart", out: str | Path | None = None, *, overrides=(), progress: bool = True,
+        echo: Callable[[str], None] = lambda s: None):
+    """Train, run every analysis (with the config's ``[analyses]`` settings), then write the report."""
+    trained = train(config, out, overrides=overrides, progress=progress, echo=echo)
+    _, cfg = load_run_config(config, list(overrides))
+    analyze(trained, progress=progress, echo=echo, **cfg.analyses)
+    return report(trained, progress=progress)
+
+
+# -- one probe on one checkpoint ----------------------------------------------------------------
+@dataclass
+class ProbeFit:
+    """A probe fitted on one checkpoint and target, at every depth asked for."""
+
+    target: str
+    layers: list[int]
+    probe_score: np.ndarray  # held-out accuracy per layer
+    control_score: np.ndarray
+    train_score: np.ndarray
+    estimators: dict[int, Any] = field(default_factory=dict)  # layer -> the fitted probe
+
+    @property
+    def best_layer(self) -> int:
+        return int(self.layers[int(np.nanargmax(self.probe_score))])
+
+
+def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = None, probe="logistic",
+              site: str = "resid", examples_per_task: int = 512, train_fraction: float = 0.6, seed: int = 0,
+              standardize: bool = True, device: str = "cpu", **params: Any) -> ProbeFit:
+    """Fit ``probe`` (a registered name with ``params``, or any scikit-learn classifier instance)
+    for ``target`` (e.g. ``"compare:8/rank_a"``) on one checkpoint, on the same data, split and
+    control task as ``mechrare analyze --only probes``; every depth, or ``layer`` only."""
+    from sklearn.base import clone
+
+    from mechrare.activations import get_activations
+    from mechrare.analyses.probes import SITES, _standardize
+    from mechrare.probes.base import validated_probe
+    from mechrare.probes.targets import build_probe_data
+
+    run = _as_run(run)
+    if isinstance(probe, str):
+        template = validated_probe(probe, params, "fit_probe")
+    elif params:
+        raise ConfigError("fit_probe: params are for a registered probe name; set them on the estimator you pass")
+    else:
+        template = probe
+    if site not in SITES:
+        raise ConfigError(f"site: must be one of {', '.join(SITES)}, got {site!r}")
+    data = build_probe_data(run.context().require_tasks("fit_probe"), examples_per_task, train_fraction, seed)
+    targets = {t.name: t for t in data.targets}
+    if target not in targets:
+        raise ConfigError(f"target: no probe target {target!r}; targets: {', '.join(targets)}")
+    tgt = targets[target]
+    bridge = run.bridge(model, step, device=device)
+    hooks = SITES[site][0](bridge.cfg.n_layers)
+    layers = list(range(len(hooks))) if layer is None else [layer]
+    if any(not 0 <= l < len(hooks) for l in layers):
+        raise ConfigError(f"layer: must be in 0..{len(hooks) - 1} for {model}, got {layer}")
+    acts = get_activations(bridge, data.ids[tgt.rows], [hooks[l] for l in layers], positions=data.positions[tgt.rows])
+    fit = ProbeFit(target, layers, *(np.full(len(layers), np.nan) for _ in range(3)))
+    for i, l in enumerate(layers):
+        x = acts[hooks[l]]
+        if standardize:
+            x = _standardize(x, tgt.train)
+        est = clone(template).fit(x[tgt.train], tgt.labels[tgt.train])
+        fit.estimators[l] = est
+        fit.probe_score[i] = est.score(x[~tgt.train], tgt.labels[~tgt.train])
+        fit.train_score[i] = est.score(x[tgt.train], tgt.labels[tgt.train])
+        control = clone(template).fit(x[tgt.train], tgt.control[tgt.train])
+        fit.control_score[i] = control.score(x[~tgt.train], tgt.control[~tgt.train])
+    return fit
+
+
+# -- gradients between task sets ------------------------------------------------------------------
+def gradient_interference(run, model: str, step: int, tasks=None, *, device: str = "cpu", batch_size: int = 256):
+    """Held-out loss gradients of several task sets on one checkpoint, and their interference:
+    an xarray Dataset with ``grad_norm(task)``, ``grad_cosine(task, other_task)`` and their
+    per-parameter-group twins, as in ``analyses/interference.nc``.
+
+    ``tasks``: names of the run's tasks (and ``background``), and/or your own
+    :class:`~mechrare.data.Instances` (answer loss) or ``[rows, T]`` token-id arrays
+    (next-token loss), as a list or a {name: ...} dict. Default: every task and the background."""
+    from mechrare.analyses.common import BACKGROUND
+    from mechrare.analyses.interference import gradient_gram
+    from mechrare.data.instances import Instances
+
+    run = _as_run(run)
+    taskset = run.context().require_tasks("gradient_interference")
+    if tasks is None:
+        tasks = taskset.names + [BACKGROUND]
+    items = tasks.items() if isinstance(tasks, dict) else [(t if isinstance(t, str) else getattr(t, "task", f"set{i}"), t) for i, t in enumerate(tasks)]
+    data = {}
+    for name, value in items:
+        if isinstance(value, str):
+            data[name] = taskset.background() if value == BACKGROUND else taskset.eval_instances(value)
+        elif isinstance(value, Instances):
+            data[name] = value
+        else:
+            data[name] = np.asarray(value)
+    if len(data) < 2:
+        raise ConfigError("tasks: give at least two task sets to compare")
+    hf = run.load(model, step, device=device)
+    return gradient_gram(hf, data, batch_size=batch_size)

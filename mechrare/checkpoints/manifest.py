@@ -1,0 +1,169 @@
+"""The run model: ``manifest.json`` as typed records, with one writer and a validating reader.
+
+A manifest describes a run folder: the resolved config, the tasks (with the
+mixture share each was trained at), and the models (size, parameter count,
+status, the shares *that* model was trained on, and for an intervention its
+base model and upsampling). :meth:`Manifest.from_dict` checks every key and
+type and names the bad one (``models.d16-l2.n_params: expected an integer``);
+:meth:`RunFolder.read_manifest <mechrare.checkpoints.run.RunFolder.read_manifest>`
+turns that into one line naming the file. Toy runs (``kind = "toy"``) use the
+same records with fewer fields filled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from mechrare._version import __version__
+from mechrare.config import from_dict
+from mechrare.errors import ConfigError, RunFolderError
+
+SCHEMA_VERSION = 1
+KINDS = ("ladder", "toy")
+STATUSES = ("pending", "training", "done")
+
+
+def _require(cond: bool, path: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{path}: {msg}")
+
+
+@dataclass
+class TaskRecord:
+    """One task of the run. ``share`` is the fraction of training sequences that carry it."""
+
+    name: str
+    share: float
+    family: str | None = None
+    complexity: int | None = None
+    frequency: float | None = None
+    placement: str | None = None
+    schedule: dict[str, Any] | None = None
+    split: str | None = None
+    eval_examples: int = 0
+    targets: dict[str, int] = field(default_factory=dict)
+
+    def validate(self, path: str) -> None:
+        _require(0 <= self.share <= 1, f"{path}.share", f"must be in [0, 1], got {self.share}")
+        _require(self.eval_examples >= 0, f"{path}.eval_examples", f"must be >= 0, got {self.eval_examples}")
+
+
+@dataclass
+class ShapeRecord:
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_mlp: int
+
+
+@dataclass
+class InterventionRecord:
+    """An extra model trained on a changed mixture: the size ``base`` (which need not be in
+    the run's ladder) with ``upsample`` = {task: factor}."""
+
+    base: str
+    upsample: dict[str, float]
+
+
+@dataclass
+class ModelRecord:
+    n_params: int
+    status: str = "pending"
+    shape: ShapeRecord | None = None
+    reference_params: int | None = None
+    #: task -> share of training sequences this model saw (an intervention's differ from the run's)
+    shares: dict[str, float] = field(default_factory=dict)
+    intervention: InterventionRecord | None = None
+    device: str | None = None
+    final_step: int | None = None
+    width: int | None = None  # toy runs: encoder width
+
+    def validate(self, path: str) -> None:
+        _require(self.n_params >= 0, f"{path}.n_params", f"must be >= 0, got {self.n_params}")
+        _require(self.status in STATUSES, f"{path}.status", f"must be one of {', '.join(STATUSES)}, got {self.status!r}")
+
+
+@dataclass
+class Manifest:
+    name: str
+    seed: int
+    config: dict[str, Any]
+    tokens_per_step: int
+    checkpoint_steps: list[int]
+    tasks: list[TaskRecord]
+    models: dict[str, ModelRecord]
+    schema: int = SCHEMA_VERSION
+    kind: str = "ladder"
+    mechrare_version: str = __version__
+    created: str = ""
+    vocab_size: int | None = None
+    sequence_length: int | None = None
+    batch_size: int | None = None
+    background_entropy: float | None = None
+
+    def validate(self, path: str) -> None:
+        _require(self.schema == SCHEMA_VERSION, f"{path}schema", f"is {self.schema}, this mechrare reads {SCHEMA_VERSION}")
+        _require(self.kind in KINDS, f"{path}kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        _require(self.tokens_per_step >= 1, f"{path}tokens_per_step", f"must be >= 1, got {self.tokens_per_step}")
+        names = [t.name for t in self.tasks]
+        _require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
+        for model, record in self.models.items():
+            _require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name (no '/', '\\', '..' or leading '.')")
+            unknown = sorted(set(record.shares) - set(names))
+            _require(not unknown, f"{path}models.{model}.shares", f"unknown task {unknown[0] if unknown else ''!r}")
+
+    # -- reading --------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: Any) -> "Manifest":
+        """Build and validate; raises ConfigError naming the bad key."""
+        if isinstance(data, dict) and isinstance(data.get("models"), dict):
+            # model names are keys: validate them as such before building records
+            data = {**data, "models": {str(k): v for k, v in data["models"].items()}}
+        return from_dict(cls, data, "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return _drop_none(dataclasses.asdict(self))
+
+    # -- common questions -------------------------------------------------------------
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def task(self, name: str) -> TaskRecord:
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise RunFolderError(f"no task {name!r} in this run; tasks: {', '.join(self.task_names)}")
+
+    def model(self, name: str) -> ModelRecord:
+        if name not in self.models:
+            raise RunFolderError(f"no model {name!r} in this run; models: {', '.join(self.models)}")
+        return self.models[name]
+
+    def shares(self, model: str | None = None) -> dict[str, float]:
+        """Task -> share of training sequences: the run's, or the one ``model`` was trained on."""
+        run = {t.name: float(t.share) for t in self.tasks}
+        if model is None:
+            return run
+        return {**run, **self.model(model).shares}
+
+
+def _safe_name(name: str) -> bool:
+    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name and name not in (".", "..")
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> Manifest:
+    """A fresh manifest (schema, version and creation time filled in)."""
+    created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return Manifest(name=name, seed=int(config.get("seed", 0)), config=config, created=created, **fields)

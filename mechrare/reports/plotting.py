@@ -1,0 +1,68 @@
+"""Plotting helpers for figures: matplotlib ``Figure`` objects, never pyplot's global state.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, so drawing a
+report (or a figure in a notebook) leaves the user's backend and pyplot's
+current figure alone; a Figure displays in Jupyter and saves with ``savefig``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def figure(figsize=(6.4, 4.8)):
+    """A new Figure, not registered with pyplot."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def colormap(name: str):
+    import matplotlib
+
+    return matplotlib.colormaps[name]
+
+
+def grid(n: int, ncols: int = 3, size=(4.2, 3.0), sharex=True, sharey=False):
+    """A Figure with ``n`` axes on a grid of ``ncols`` columns (unused cells hidden): (fig, [ax])."""
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig = figure((size[0] * ncols, size[1] * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, sharey=sharey)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:n])
+
+
+def step_axis(ax, xlabel: str = "step") -> None:
+    """A symlog step axis (0 and the log-spaced early checkpoints both visible)."""
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+
+
+def model_styles(data) -> dict[str, dict]:
+    """One colour per ladder model (light = small), interventions dashed in their base's colour."""
+    cmap, others = colormap("viridis"), colormap("tab10")
+    ladder = data.ladder
+    styles = {m: {"color": cmap(0.1 + 0.75 * i / max(len(ladder) - 1, 1)), "linestyle": "-"} for i, m in enumerate(ladder)}
+    for j, m in enumerate(data.interventions):
+        base = data.intervention(m).base
+        color = styles[base]["color"] if base in styles else others(j)
+        styles[m] = {"color": color, "linestyle": "--"}
+    for m in data.models:
+        styles.setdefault(m, {"color": "grey", "linestyle": ":"})
+    return styles
+
+
+def model_label(data, model: str) -> str:
+    iv = data.intervention(model)
+    if iv:
+        return f"{model} ({', '.join(f'{t} x{f:g}' for t, f in iv.upsample.items())})"
+    return f"{model} ({data.n_params(model):,} params)"
+
+
+def task_title(data, task: str) -> str:
+    tag = " (rare)" if task == data.rare_task else " (common)" if task == data.common_task else ""
+    return f"{task}{tag}, share {data.shares[task]:.3f}"

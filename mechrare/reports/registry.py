@@ -1,0 +1,63 @@
+"""What a report is made of: figures and findings, each in a registry.
+
+A :class:`FigureSpec` draws a matplotlib Figure from a :class:`~mechrare.reports.data.RunData`;
+a :class:`FindingSpec` measures one claim and returns a :class:`Finding`. Both
+name the run kinds they apply to (``ladder``, ``toy``) and the datasets they
+need. Packages add their own through the ``mechrare.figures`` and
+``mechrare.findings`` entry-point groups (the toy model registers its own this
+way) or with ``FIGURES.add`` / ``FINDINGS.add``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from mechrare.registry import Registry
+
+HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
+STATUSES = (HOLDS, FAILS, MISSING)
+
+
+@dataclass
+class Finding:
+    key: str
+    claim: str
+    status: str  # one of STATUSES
+    evidence: str  # the measured numbers, one line
+    rule: str  # how the status was decided
+
+
+@dataclass(frozen=True)
+class FindingSpec:
+    key: str  # "a", "t1", ...
+    measure: Callable  # (RunData) -> Finding
+    order: int = 100
+    kinds: tuple[str, ...] = ("ladder",)
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    title: str
+    caption: str
+    needs: tuple[str, ...]  # "metrics" or analysis names
+    draw: Callable  # (RunData) -> matplotlib.figure.Figure
+    order: int = 100  # position in the report
+    kinds: tuple[str, ...] = ("ladder",)  # run kinds it applies to
+
+    def missing(self, data) -> list[str]:
+        return [n for n in self.needs if data.get(n) is None]
+
+
+class Skip(Exception):
+    """Raised by a draw function when the run holds nothing for it to show (the message says why)."""
+
+
+FIGURES: Registry[FigureSpec] = Registry("figure", entry_point_group="mechrare.figures")
+FINDINGS: Registry[FindingSpec] = Registry("finding", entry_point_group="mechrare.findings")
+
+
+def applicable(registry: Registry, kind: str) -> list[str]:
+    """Names of the registry's entries that apply to runs of ``kind``, in report order."""
+    names = [n for n in registry.names() if kind in registry.get(n).kinds]
+    return sorted(names, key=lambda n: (registry.get(n).order, n))

@@ -1,0 +1,136 @@
+"""A run folder opened: its typed manifest, checkpoint series, task set and datasets.
+
+:func:`open_run` is the entry point (``mechrare.open_run``). A :class:`Run` is
+also what the analyses read, through :meth:`Run.context`: a checkpoint series,
+a task set and the folder the datasets go to (:class:`Context`), never the
+manifest or the mixture themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from mechrare.checkpoints.datasets import open_dataset
+from mechrare.checkpoints.manifest import Manifest
+from mechrare.checkpoints.run import RunFolder
+from mechrare.checkpoints.series import CheckpointSeries
+from mechrare.checkpoints.store import CheckpointStore
+from mechrare.data.taskset import MixtureTaskSet, TaskSet
+from mechrare.errors import ConfigError, RunFolderError
+
+DATASETS = ("metrics", "probes", "sae", "neurons", "interference", "retention", "toy")
+
+
+@dataclass
+class Context:
+    """What analyses read and where they write: ``folder/analyses/<name>.nc``."""
+
+    series: CheckpointSeries
+    tasks: TaskSet | None
+    folder: Path
+
+    def analysis_path(self, name: str) -> Path:
+        return Path(self.folder) / "analyses" / f"{name}.nc"
+
+    def dataset_path(self, name: str) -> Path:
+        """``metrics`` (the run's metrics.nc) or an analysis's dataset."""
+        return Path(self.folder) / "metrics.nc" if name == "metrics" else self.analysis_path(name)
+
+    def require_tasks(self, analysis: str) -> TaskSet:
+        if self.tasks is None:
+            raise ConfigError(f"{analysis}: needs a task set (task instances as token ids), and this series has none")
+        return self.tasks
+
+
+def run_task_set(manifest: Manifest) -> MixtureTaskSet | None:
+    """The task set of a mechrare run, rebuilt from its manifest (same seed, same tasks);
+    each intervention model gets the upsampled mixture it was trained on. None for a toy run."""
+    from mechrare.config import RunConfig
+    from mechrare.data.mixture import Mixture
+
+    if manifest.kind != "ladder":
+        return None
+    config = RunConfig.from_dict(manifest.config)
+    mixture = Mixture(config.mixture, config.seed)
+    per_model = {
+        name: mixture.with_upsample(record.intervention.upsample)
+        for name, record in manifest.models.items()
+        if record.intervention is not None
+    }
+    return MixtureTaskSet(mixture, per_model)
+
+
+class Run:
+    """A mechrare run folder, opened.
+
+    >>> run = open_run("runs/quickstart")                   # doctest: +SKIP
+    >>> run.models, run.steps("d16-l2")[:3]                 # doctest: +SKIP
+    (['d16-l2', 'd32-l2', 'd64-l2', 'd16-l2-up10'], [0, 1, 2])
+    >>> run.dataset("metrics").accuracy.sel(task="facts:256")   # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path):
+        self.folder = RunFolder(path)
+        self.manifest: Manifest = self.folder.read_manifest()
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}: {len(self.models)} models, tasks {', '.join(self.manifest.task_names)})"
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @cached_property
+    def series(self) -> CheckpointStore:
+        store = CheckpointStore(self.folder)
+        store.manifest = self.manifest  # already read and validated
+        return store
+
+    @cached_property
+    def tasks(self) -> TaskSet | None:
+        return run_task_set(self.manifest)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.manifest.models)
+
+    def steps(self, model: str) -> list[int]:
+        return self.series.steps(model)
+
+    def context(self) -> Context:
+        return Context(self.series, self.tasks, self.path)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def load(self, model: str, step: int, **kwargs):
+        """A checkpoint as a Hugging Face model (sha256 verified)."""
+        return self.series.load(model, step, **kwargs)
+
+    def bridge(self, model: str, step: int, **kwargs):
+        """A checkpoint in a transformer_lens ``TransformerBridge`` (offline)."""
+        return self.series.load_bridge(model, step, **kwargs)
+
+    # -- datasets ---------------------------------------------------------------------------
+    def dataset_path(self, name: str) -> Path:
+        if name not in DATASETS:
+            raise ConfigError(f"no dataset {name!r}; datasets: {', '.join(DATASETS)}")
+        return self.context().dataset_path(name)
+
+    def dataset(self, name: str):
+        """``metrics`` or an analysis's dataset, as an in-memory xarray Dataset."""
+        path = self.dataset_path(name)
+        if not path.is_file():
+            how = "mechrare train" if name == "metrics" else f"mechrare analyze {self.path} --only {name}"
+            raise RunFolderError(f"{path}: not written yet; make it with `{how}`")
+        return open_dataset(path)
+
+    @property
+    def datasets(self) -> dict:
+        """Every dataset the folder holds now, by name."""
+        return {name: self.dataset(name) for name in DATASETS if self.dataset_path(name).is_file()}
+
+
+def open_run(path: str | Path) -> Run:
+    """Open a run folder (``mechrare train`` or ``mechrare toy`` wrote it)."""
+    return Run(path)

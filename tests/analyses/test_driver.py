@@ -1,0 +1,140 @@
+"""The per-checkpoint driver on an in-memory series: step selection, resume parts keyed by
+settings and weights, stale parts, inputs of the next checkpoint, and bad arguments."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from mechrare.analyses.driver import PerCheckpoint
+from mechrare.checkpoints import CheckpointSeries, open_dataset
+from mechrare.checkpoints.datasets import series_coords
+from mechrare.errors import ConfigError
+from mechrare.runs import Context
+
+
+class FakeSeries(CheckpointSeries):
+    """Two models with a few steps; the 'weights' are just fingerprints we control."""
+
+    def __init__(self):
+        self.prints = {("a", s): f"a{s}" for s in (0, 1, 2, 4)} | {("b", s): f"b{s}" for s in (0, 2, 4)}
+
+    def models(self):
+        return ["a", "b"]
+
+    def steps(self, model):
+        return sorted(s for m, s in self.prints if m == model)
+
+    def n_params(self, model):
+        return {"a": 10, "b": 20}[model]
+
+    def tokens_per_step(self):
+        return 8
+
+    def path(self, model, step):
+        return Path("/nonexistent") / model / str(step)
+
+    def fingerprint(self, model, step):
+        return self.prints[(model, step)]
+
+    def verify(self, model, step):
+        pass
+
+
+@dataclass
+class CountConfig:
+    scale: float = 1.0
+    label: str = "x"  # changes only the assembly
+    device: str = "cpu"
+
+
+class Count(PerCheckpoint):
+    """x = scale * step, and the next analysed step (the interval's end), counting computes."""
+
+    name = "count"
+    config_class = CountConfig
+    part_ignore = ("device", "label")
+    needs_tasks = False
+
+    def __init__(self):
+        self.calls = []
+
+    def inputs(self, model, step, steps):
+        i = steps.index(step)
+        return steps[i : i + 2]
+
+    def compute(self, ctx, cfg, state, ckpt, device, steps):
+        self.calls.append((ckpt.model, ckpt.step))
+        i = steps.index(ckpt.step)
+        return {"x": np.array(cfg.scale * ckpt.step), "next": np.array(steps[i + 1] if i + 1 < len(steps) else -1)}
+
+    def assemble(self, ctx, cfg, state, parts):
+        models = list(parts)
+        steps = sorted({s for per in parts.values() for s in per})
+        x = np.full((len(models), len(steps)), np.nan)
+        nxt = np.full((len(models), len(steps)), np.nan)
+        for mi, m in enumerate(models):
+            for s, p in parts[m].items():
+                x[mi, steps.index(s)], nxt[mi, steps.index(s)] = p["x"], p["next"]
+        ds = xr.Dataset({"x": (("model", "step"), x), "next": (("model", "step"), nxt)}, coords=series_coords(ctx.series, models, steps))
+        ds["x"].attrs.update(long_name=f"scaled step ({cfg.label})", units="1")
+        ds["next"].attrs.update(long_name="next analysed step", units="1")
+        return ds
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    return Context(FakeSeries(), None, tmp_path)
+
+
+def test_resume_settings_and_weights(ctx):
+    a = Count()
+    ds = a.run(ctx, CountConfig(), progress=False)
+    assert len(a.calls) == 7 and list(ds.step.values) == [0, 1, 2, 4]
+    assert np.isnan(ds.x.sel(model="b", step=1)) and float(ds.x.sel(model="a", step=4)) == 4
+    assert open_dataset(ctx.analysis_path("count")).equals(ds)
+    assert ds.attrs["run"] == ".." and ds.attrs["Conventions"] == "CF-1.10"
+    # a rerun computes nothing; a setting that only changes the assembly computes nothing either
+    b = Count()
+    again = b.run(ctx, CountConfig(label="y"), progress=False)
+    assert b.calls == [] and again.x.equals(ds.x) and again.x.attrs["long_name"] == "scaled step (y)"
+    # a setting that changes the parts starts afresh in its own folder
+    c = Count()
+    c.run(ctx, CountConfig(scale=2.0), progress=False)
+    assert len(c.calls) == 7
+    assert len(list((ctx.folder / "analyses" / "count.parts").iterdir())) == 2
+
+
+def test_new_weights_recompute_their_part_and_the_previous_interval(ctx):
+    a = Count()
+    a.run(ctx, CountConfig(), progress=False)
+    ctx.series.prints[("a", 2)] = "a2-retrained"
+    b = Count()
+    b.run(ctx, CountConfig(), progress=False)
+    assert sorted(b.calls) == [("a", 1), ("a", 2)]  # step 2's own part, and step 1's interval 1 -> 2
+    parts = ctx.folder / "analyses" / "count.parts"
+    (folder,) = parts.iterdir()
+    assert len(list((folder / "a").glob("step_2-*.npz"))) == 1  # the stale part was removed
+
+
+def test_step_and_model_selection(ctx):
+    a = Count()
+    ds = a.run(ctx, CountConfig(), models=["a"], steps=[0, 2, 4], progress=False)
+    assert list(ds.model.values) == ["a"] and list(ds.step.values) == [0, 2, 4]
+    assert list(ds.next.sel(model="a").values) == [2, 4, -1]  # intervals run between analysed steps
+    with pytest.raises(ConfigError, match="models: no model 'c' in this series; models: a, b"):
+        Count().run(ctx, CountConfig(), models=["c"], progress=False)
+    with pytest.raises(ConfigError, match=r"count: nothing to analyse: no model has steps \[3\]"):
+        Count().run(ctx, CountConfig(), steps=[3], progress=False)
+
+
+def test_device_errors_name_the_analysis(ctx):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match=r"^count.device: 'cuda' asked for, but torch sees no CUDA device"):
+        Count().run(ctx, CountConfig(device="cuda"), progress=False)
+    assert not (ctx.folder / "analyses").exists()  # nothing written
