@@ -1,15 +1,19 @@
-"""Batched torch probes vs scikit-learn one by one, on the same probes.
+"""The probes analysis's default fit vs scikit-learn one by one, on the same probes, in one process.
 
 Collects the activations of every checkpoint of a run (default: trains the
-`tiny` preset into a temporary folder), builds every (checkpoint, layer,
-target, real|control) probe problem, then fits them (1) one by one with
-scikit-learn's ``LogisticRegression`` (lbfgs, same C) and (2) all at once with
-``mechrare.probes.fit_logistic_many``. Prints both times, their ratio and the
-largest test-accuracy difference, from one run.
+`tiny` preset into a temporary folder), then for each checkpoint fits every
+(layer, target, real|control) probe (1) with the analysis's own default path,
+``mechrare.analyses.probes.fit_checkpoint`` (``logistic``: batched L-BFGS,
+finished problems dropped from the batch), and (2) one by one with
+scikit-learn's ``LogisticRegression`` (lbfgs, same C, same standardised
+features and splits). Prints both times, their ratio and the largest
+held-out-accuracy difference.
 
     python benchmarks/probes_batched_vs_sklearn.py [RUN] [--device cuda]
     python benchmarks/probes_batched_vs_sklearn.py RUN --save problems.pkl   # collect here
     python benchmarks/probes_batched_vs_sklearn.py problems.pkl --device cuda  # fit elsewhere
+
+Time it with nothing else running: two torch jobs on a 2-core machine slow each other ~7x.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import numpy as np
 def collect(run: str):
     """(probe data, [per-checkpoint list of per-layer activations])."""
     from mechrare.activations import get_activations, resid_hooks
-    from mechrare.analyses.common import run_mixture
-    from mechrare.checkpoints import CheckpointStore
     from mechrare.probes.targets import build_probe_data
+    from mechrare.runs import open_run
 
-    store = CheckpointStore(run)
-    data = build_probe_data(run_mixture(store))
+    opened = open_run(run)
+    store = opened.series
+    data = build_probe_data(opened.tasks)
     per_ckpt = []
     for ckpt in store.iter_checkpoints():
         bridge = store.load_bridge(ckpt.model, ckpt.step)
@@ -42,22 +46,25 @@ def collect(run: str):
     return data, per_ckpt
 
 
-def problems(data, per_ckpt):
-    """Every (checkpoint, layer, target, real|control) problem, padded, grouped by width."""
-    from mechrare.analyses.probes import _padded_problems
+def sklearn_one_by_one(data, acts, C: float) -> dict[str, np.ndarray]:
+    from sklearn.linear_model import LogisticRegression
 
-    groups = {}
-    for acts in per_ckpt:
-        _, X, y, train, test, mask = _padded_problems(data, acts, True)
-        groups.setdefault(X.shape[2], []).append((X, y, train, test, mask))
-    return {d: [np.concatenate(a) for a in zip(*g)] for d, g in groups.items()}
+    from mechrare.analyses.probes import _standardize
+
+    out = {k: np.full((len(acts), len(data.targets)), np.nan) for k in ("probe_score", "control_score")}
+    for l, x_all in enumerate(acts):
+        for t, tgt in enumerate(data.targets):
+            x = _standardize(x_all[tgt.rows], tgt.train)
+            for key, labels in (("probe_score", tgt.labels), ("control_score", tgt.control)):
+                est = LogisticRegression(C=C, max_iter=2000).fit(x[tgt.train], labels[tgt.train])
+                out[key][l, t] = est.score(x[~tgt.train], labels[~tgt.train])
+    return out
 
 
 def main() -> None:
     import torch
-    from sklearn.linear_model import LogisticRegression
 
-    from mechrare.probes import fit_logistic_many
+    from mechrare.analyses.probes import ProbesConfig, fit_checkpoint
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run", nargs="?")
@@ -83,35 +90,36 @@ def main() -> None:
             pickle.dump((data, per_ckpt), fh)
         print(f"saved {len(per_ckpt)} checkpoints' activations to {args.save}")
         return
-    groups = problems(data, per_ckpt)
     device = torch.device(args.device)
-    # warm up (CUDA context, kernels) outside the timed region
-    fit_logistic_many(torch.randn(2, 8, 3, device=device), torch.randint(0, 2, (2, 8), device=device))
-    n_total = sum(len(g[0]) for g in groups.values())
-    t_sk = t_ours = 0.0
-    worst = 0.0
-    for d, (X, y, train, test, mask) in groups.items():
+    paths = {
+        "default (solver auto)": ProbesConfig(params={"C": args.C}),
+        "batched torch L-BFGS": ProbesConfig(params={"C": args.C, "solver": "batched"}),
+    }
+    if device.type == "cpu":
+        paths["scipy one by one"] = ProbesConfig(params={"C": args.C, "solver": "scipy"})
+    for cfg in paths.values():
+        fit_checkpoint(data, per_ckpt[0], cfg, device)  # warm up (CUDA context, kernels) outside the timing
+    t_sk, times, worst = 0.0, dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0)
+    for acts in per_ckpt:  # alternate the contenders checkpoint by checkpoint: the same machine state for each
         t0 = time.perf_counter()
-        ref = np.array(
-            [
-                LogisticRegression(C=args.C, max_iter=2000).fit(X[p][train[p]], y[p][train[p]]).score(X[p][test[p]], y[p][test[p]])
-                for p in range(len(X))
-            ]
-        )
+        ref = sklearn_one_by_one(data, acts, args.C)
         t_sk += time.perf_counter() - t0
-        tensors = [torch.as_tensor(a, device=device) for a in (X, y, train, mask)]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        models = fit_logistic_many(tensors[0], tensors[1], w=tensors[2], class_mask=tensors[3], C=args.C)
-        pred = models.predict(tensors[0]).cpu().numpy()
-        t_ours += time.perf_counter() - t0
-        ours = np.array([(pred[p] == y[p])[test[p]].mean() for p in range(len(X))])
-        worst = max(worst, float(np.abs(ours - ref).max()))
-    print(f"{n_total} probes ({len(groups)} model widths), device {device}")
-    print(f"sklearn LogisticRegression one by one: {t_sk:.2f} s")
-    print(f"mechrare fit_logistic_many, batched:   {t_ours:.2f} s")
-    print(f"speed-up: {t_sk / t_ours:.1f}x; max |test accuracy difference| = {worst:.4f}")
+        for name, cfg in paths.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            ours = fit_checkpoint(data, acts, cfg, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times[name] += time.perf_counter() - t0
+            for key in ref:
+                worst[name] = max(worst[name], float(np.nanmax(np.abs(ours[key] - ref[key]))))
+    n = len(per_ckpt) * len(per_ckpt[0]) * len(data.targets) * 2
+    print(f"{n} probes ({len(per_ckpt)} checkpoints), device {device}, torch threads {torch.get_num_threads()}")
+    print(f"{'sklearn LogisticRegression one by one':40s} {t_sk:7.2f} s")
+    for name in paths:
+        print(f"{'mechrare ' + name:40s} {times[name]:7.2f} s   sklearn/this {t_sk / times[name]:.2f}x   "
+              f"max |held-out accuracy difference| {worst[name]:.4f}")
 
 
 if __name__ == "__main__":

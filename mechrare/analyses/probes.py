@@ -82,14 +82,6 @@ def _padded_problems(data: ProbeData, acts: list[np.ndarray], standardize: bool,
     return specs, X, y, train, test, mask
 
 
-def _class_groups(data: ProbeData) -> list[list[int]]:
-    """Targets grouped by class count, so that no problem is padded to another's classes."""
-    groups: dict[int, list[int]] = {}
-    for t, tgt in enumerate(data.targets):
-        groups.setdefault(tgt.n_classes, []).append(t)
-    return list(groups.values())
-
-
 def _fit_batched(template, data: ProbeData, acts, standardize: bool, device, targets: list[int], out: dict) -> None:
     import torch
 
@@ -115,9 +107,8 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
     shape = (len(acts), len(data.targets))
     out = {k: np.full(shape, np.nan) for k in SCORES}
     template = validated_probe(cfg.probe, cfg.params)
-    if hasattr(template, "fit_many"):
-        for group in _class_groups(data):
-            _fit_batched(template, data, acts, cfg.standardize, device, group, out)
+    if hasattr(template, "fit_many"):  # one batch: a class mask pads each problem to the largest class count
+        _fit_batched(template, data, acts, cfg.standardize, device, list(range(len(data.targets))), out)
         return out
     for l, x_all in enumerate(acts):
         for t, tgt in enumerate(data.targets):

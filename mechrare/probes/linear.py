@@ -11,7 +11,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from mechrare.probes.base import PROBES, Probe, register_probe
-from mechrare.probes.solvers import fit_logistic_many, fit_ridge_many
+from mechrare.probes.solvers import fit_logistic_each, fit_logistic_many, fit_ridge_many
 
 _DEVICE = [StrOptions({"cpu", "cuda"}), str]
 
@@ -57,9 +57,12 @@ class _TorchLinearProbe(Probe):
 
 @register_probe("logistic")
 class LogisticProbe(_TorchLinearProbe):
-    """Multinomial logistic regression: scikit-learn's ``LogisticRegression(C=C)`` objective,
-    solved by a batched L-BFGS in torch (float64 on CPU, float32 on GPU).
+    """Multinomial logistic regression: scikit-learn's ``LogisticRegression(C=C)`` objective.
 
+    ``solver``: ``batched`` (one L-BFGS program over every problem in torch:
+    float64 on CPU, float32 on GPU), ``scipy`` (SciPy's L-BFGS-B one problem at a
+    time, float64, CPU) or ``auto``: the faster one on the device of the data,
+    scipy on a CPU and batched on a GPU (``benchmarks/probes_batched_vs_sklearn.py``).
     ``tol`` bounds the max-norm of the gradient of the mean loss (None: 1e-6 in
     float64, 1e-4 in float32). ``device`` is where ``fit`` runs; ``fit_many``
     runs where its inputs are."""
@@ -68,17 +71,23 @@ class LogisticProbe(_TorchLinearProbe):
         "C": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="neither"), None],
+        "solver": [StrOptions({"auto", "batched", "scipy"})],
         "device": _DEVICE,
     }
 
-    def __init__(self, C: float = 1.0, max_iter: int = 300, tol: float | None = None, device: str = "cpu"):
+    def __init__(self, C: float = 1.0, max_iter: int = 300, tol: float | None = None, solver: str = "auto", device: str = "cpu"):
         self.C = C
         self.max_iter = max_iter
         self.tol = tol
+        self.solver = solver
         self.device = device
 
     def fit_many(self, X, y, w=None, class_mask=None):
-        return fit_logistic_many(X, y, w=w, class_mask=class_mask, C=self.C, max_iter=self.max_iter, tol=self.tol)
+        solver = self.solver
+        if solver == "auto":
+            solver = "batched" if getattr(X, "device", None) is not None and X.device.type != "cpu" else "scipy"
+        fit = fit_logistic_each if solver == "scipy" else fit_logistic_many
+        return fit(X, y, w=w, class_mask=class_mask, C=self.C, max_iter=self.max_iter, tol=self.tol)
 
     def predict_proba(self, X):
         scores = self._scores(X)

@@ -4,7 +4,8 @@ import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression, RidgeClassifier
 
-from mechrare.probes import control_labels, fit_logistic_many, fit_ridge_many
+from mechrare.probes import LogisticProbe, control_labels, fit_logistic_many, fit_ridge_many
+from mechrare.probes.solvers import fit_logistic_each
 
 
 def problems(seed=0, P=5, N=120, d=6):
@@ -33,6 +34,35 @@ def test_batched_logistic_equals_sklearn_per_problem():
             centered = ours - ours.mean(1, keepdims=True)
             assert np.allclose(centered, ref.decision_function(X[p]), atol=1e-4)
         assert (models.predict(torch.tensor(X))[p].numpy() < k).all()
+
+
+def test_dropping_finished_problems_changes_nothing():
+    """Problems converge at different rates; dropping the finished ones from the batch
+    must leave every solution as it is without compaction."""
+    X, y, w, mask, ks, n_used = problems(2)
+    X[0] *= 30  # an ill-conditioned problem: it needs many more iterations than the rest
+    args = (torch.tensor(X), torch.tensor(y))
+    kw = dict(w=torch.tensor(w), class_mask=torch.tensor(mask), C=0.7)
+    full = fit_logistic_many(*args, compact=0.0, **kw)
+    dropped = fit_logistic_many(*args, compact=0.99, **kw)
+    assert full.n_iter == dropped.n_iter
+    assert torch.allclose(full.W, dropped.W, atol=1e-12, rtol=0) and torch.allclose(full.b, dropped.b, atol=1e-12, rtol=0)
+
+
+def test_scipy_one_by_one_solves_the_same_problems():
+    X, y, w, mask, ks, n_used = problems(3)
+    args = (torch.tensor(X), torch.tensor(y))
+    kw = dict(w=torch.tensor(w), class_mask=torch.tensor(mask), C=0.7, tol=1e-10, max_iter=5000)
+    a, b = fit_logistic_many(*args, **kw), fit_logistic_each(*args, **kw)
+    la, lb = a.logits(args[0]), b.logits(args[0])
+    for p, k in enumerate(ks):  # softmax logits are defined up to a shift per row
+        da = la[p, :, :k] - la[p, :, :k].mean(1, keepdim=True)
+        db = lb[p, :, :k] - lb[p, :, :k].mean(1, keepdim=True)
+        assert torch.allclose(da, db, atol=1e-5), p
+    assert (b.predict(args[0]) < torch.tensor(ks)[:, None]).all()  # never a padding class
+    # solver "auto" is scipy on a CPU: the probe's fit_many is exactly fit_logistic_each there
+    auto = LogisticProbe(C=0.7, tol=1e-10, max_iter=5000).fit_many(*args, w=kw["w"], class_mask=kw["class_mask"])
+    assert torch.equal(auto.W, b.W) and torch.equal(auto.b, b.b)
 
 
 def test_batched_ridge_equals_sklearn_per_problem():
