@@ -60,6 +60,11 @@ def validated_probe(name: str, params: dict[str, Any], path: str = "probes"):
             check()
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{path}.params: {exc}") from None
+    device = params.get("device")
+    if isinstance(device, str):  # a device this machine has (e.g. no cuda on a CPU-only one)
+        from mechrare.devices import resolve_device
+
+        resolve_device(device, f"{path}.params.device")
     return probe
 
 

@@ -39,6 +39,9 @@ def test_default_toy_run_with_report_matches_the_theory(tmp_path, capsys):
     assert np.allclose(lc.sum(-1), inter.loss_change_total.values[:, 1:], rtol=1e-4, atol=1e-6)
     neurons = open_dataset(out / "analyses" / "neurons.nc")
     assert {"allocation", "owner", "n_claimed", "claim_step"} <= set(neurons.data_vars)
+    assert neurons.owner.dims[-2:] == ("block", "neuron")
+    metrics = open_dataset(out / "metrics.nc")
+    assert metrics.attrs["Conventions"] == "CF-1.10" and metrics.attrs["run"] == "." and "share" in metrics.coords
     retention = open_dataset(out / "analyses" / "retention.nc")
     assert "retained_signal" in retention.signal.values
     pngs = {p.stem for p in (out / "report" / "figures").glob("*.png")}

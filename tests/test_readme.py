@@ -1,0 +1,28 @@
+"""README's notebook-style Python example runs as written (on the session's tiny run)."""
+
+import os
+import re
+from pathlib import Path
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def api_example() -> str:
+    text = README.read_text()
+    section = text.split("## The Python API", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_python_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
+    (tmp_path / "runs").mkdir()
+    os.symlink(tiny_run.path, tmp_path / "runs" / "tiny")  # "training" resumes a finished run at once
+    monkeypatch.chdir(tmp_path)
+    code = api_example()
+    assert 'mechrare.train("tiny", out="runs/tiny"' in code
+    exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    assert "Run('runs/tiny': 4 models, tasks facts:8, compare:4, lookup:2)" in out
+    assert "(2, 16)" in out  # two texts, d_model 16
+    for key in "abcde":
+        assert re.search(rf"^{key} (holds|does not hold|not measured) - ", out, flags=re.M), key
+    assert (tmp_path / "runs" / "tiny" / "report" / "index.html").is_file()
