@@ -2,7 +2,9 @@
 
 The critical-width test trains a grid of settings at widths 1..16 together;
 this measures what training them together buys, on the default toy setting
-(or a grid), and checks that both ways end at the same retained signal.
+(or a grid). The two ways draw different initial weights (the draws depend on
+the set of widths), so their final signals differ by training noise; the
+benchmark reports how often they agree on the critical-width criterion s_r >= 0.5.
 
     python benchmarks/toy_widths_together.py [--steps 1500] [--grid]
 
@@ -56,7 +58,8 @@ def main() -> None:
     print(f"{len(cfgs)} setting(s) x {len(widths)} widths, {args.steps} steps, torch threads {torch.get_num_threads()}")
     print(f"one program, every width: {t_together:.2f} s")
     print(f"one width at a time:      {t_apart:.2f} s")
-    print(f"speed-up {t_apart / t_together:.1f}x; max |final s_r difference| {np.abs(together - apart).max():.2e}")
+    agree = ((together >= 0.5) == (apart >= 0.5)).mean()
+    print(f"speed-up {t_apart / t_together:.1f}x; s_r >= 0.5 agrees in {agree:.1%} of (setting, width) cells")
 
 
 if __name__ == "__main__":

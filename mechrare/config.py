@@ -25,7 +25,8 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
-def _require(cond: bool, path: str, msg: str) -> None:
+def require(cond: bool, path: str, msg: str) -> None:
+    """Raise ConfigError("<path>: <msg>") unless ``cond``: how every config check reports."""
     if not cond:
         raise ConfigError(f"{path}: {msg}")
 
@@ -40,8 +41,8 @@ class ScheduleConfig:
     offset: int = 0
 
     def validate(self, path: str) -> None:
-        _require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
-        _require(0 <= self.offset < self.every, f"{path}.offset", f"must be in [0, every), got {self.offset}")
+        require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
+        require(0 <= self.offset < self.every, f"{path}.offset", f"must be in [0, every), got {self.offset}")
 
 
 @dataclass
@@ -62,9 +63,9 @@ class TaskConfig:
         return f"{self.family}:{self.complexity}"
 
     def validate(self, path: str) -> None:
-        _require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
-        _require(self.frequency > 0, f"{path}.frequency", f"must be > 0, got {self.frequency}")
-        _require(
+        require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
+        require(self.frequency > 0, f"{path}.frequency", f"must be > 0, got {self.frequency}")
+        require(
             self.placement in PLACEMENTS,
             f"{path}.placement",
             f"must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}",
@@ -82,14 +83,14 @@ class BackgroundConfig:
     frequency: float = 1.0
 
     def validate(self, path: str) -> None:
-        _require(self.vocab_size >= 2, f"{path}.vocab_size", f"must be >= 2, got {self.vocab_size}")
-        _require(
+        require(self.vocab_size >= 2, f"{path}.vocab_size", f"must be >= 2, got {self.vocab_size}")
+        require(
             1 <= self.branching <= self.vocab_size,
             f"{path}.branching",
             f"must be in [1, vocab_size], got {self.branching}",
         )
-        _require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
-        _require(self.frequency >= 0, f"{path}.frequency", f"must be >= 0, got {self.frequency}")
+        require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
+        require(self.frequency >= 0, f"{path}.frequency", f"must be >= 0, got {self.frequency}")
 
 
 @dataclass
@@ -103,19 +104,19 @@ class MixtureConfig:
     upsample: dict[str, float] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        _require(self.sequence_length >= 4, f"{path}.sequence_length", f"must be >= 4, got {self.sequence_length}")
-        _require(len(self.tasks) >= 1, f"{path}.tasks", "needs at least one task")
-        _require(self.eval_examples >= 1, f"{path}.eval_examples", f"must be >= 1, got {self.eval_examples}")
+        require(self.sequence_length >= 4, f"{path}.sequence_length", f"must be >= 4, got {self.sequence_length}")
+        require(len(self.tasks) >= 1, f"{path}.tasks", "needs at least one task")
+        require(self.eval_examples >= 1, f"{path}.eval_examples", f"must be >= 1, got {self.eval_examples}")
         names = [t.name for t in self.tasks]
         dup = sorted({n for n in names if names.count(n) > 1})
-        _require(not dup, f"{path}.tasks", f"task {dup[0] if dup else ''!r} appears twice; give each task once")
+        require(not dup, f"{path}.tasks", f"task {dup[0] if dup else ''!r} appears twice; give each task once")
         check_upsample(self.upsample, names, f"{path}.upsample")
 
 
 def check_upsample(upsample: dict[str, float], names: list[str], path: str) -> None:
     for task, factor in upsample.items():
-        _require(task in names, f"{path}.{task}", f"no such task; tasks: {', '.join(names)}")
-        _require(factor > 0, f"{path}.{task}", f"the factor must be > 0, got {factor}")
+        require(task in names, f"{path}.{task}", f"no such task; tasks: {', '.join(names)}")
+        require(factor > 0, f"{path}.{task}", f"the factor must be > 0, got {factor}")
 
 
 @dataclass
@@ -131,14 +132,14 @@ class CustomModelConfig:
     def validate(self, path: str) -> None:
         for key in ("d_model", "n_layers", "n_heads"):
             value = getattr(self, key)
-            _require(value >= 1, f"{path}.{key}", f"must be >= 1, got {value}")
-        _require(
+            require(value >= 1, f"{path}.{key}", f"must be >= 1, got {value}")
+        require(
             self.d_model % self.n_heads == 0,
             f"{path}.n_heads",
             f"must divide d_model={self.d_model}, got {self.n_heads}",
         )
         if self.d_mlp is not None:
-            _require(self.d_mlp >= 1, f"{path}.d_mlp", f"must be >= 1, got {self.d_mlp}")
+            require(self.d_mlp >= 1, f"{path}.d_mlp", f"must be >= 1, got {self.d_mlp}")
 
 
 @dataclass
@@ -154,7 +155,7 @@ class InterventionConfig:
 
     def validate(self, path: str) -> None:
         # task names and factors are checked by RunConfig.validate, which knows the tasks
-        _require(len(self.upsample) >= 1, f"{path}.upsample", "name at least one task, e.g. upsample = { \"facts:256\" = 10 }")
+        require(len(self.upsample) >= 1, f"{path}.upsample", "name at least one task, e.g. upsample = { \"facts:256\" = 10 }")
 
 
 @dataclass
@@ -163,7 +164,7 @@ class LadderConfig:
     interventions: list[InterventionConfig] = field(default_factory=list)
 
     def validate(self, path: str) -> None:
-        _require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
+        require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
 
 
 @dataclass
@@ -185,28 +186,28 @@ class TrainConfig:
     compile: bool = False
 
     def validate(self, path: str) -> None:
-        _require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
-        _require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
-        _require(self.lr > 0, f"{path}.lr", f"must be > 0, got {self.lr}")
+        require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
+        require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.lr > 0, f"{path}.lr", f"must be > 0, got {self.lr}")
         dev = self.device.split(":")[0]
-        _require(dev in DEVICES, f"{path}.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
-        _require(
+        require(dev in DEVICES, f"{path}.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        require(
             self.precision in PRECISIONS,
             f"{path}.precision",
             f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}",
         )
-        _require(0 <= self.warmup < 1, f"{path}.warmup", f"is a fraction of steps in [0, 1), got {self.warmup}")
-        _require(0 <= self.min_lr_ratio <= 1, f"{path}.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
-        _require(self.weight_decay >= 0, f"{path}.weight_decay", f"must be >= 0, got {self.weight_decay}")
-        _require(
+        require(0 <= self.warmup < 1, f"{path}.warmup", f"is a fraction of steps in [0, 1), got {self.warmup}")
+        require(0 <= self.min_lr_ratio <= 1, f"{path}.min_lr_ratio", f"must be in [0, 1], got {self.min_lr_ratio}")
+        require(self.weight_decay >= 0, f"{path}.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(
             len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
             f"{path}.betas",
             f"must be two numbers in [0, 1), got {self.betas}",
         )
-        _require(self.grad_clip >= 0, f"{path}.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
-        _require(self.init_std > 0, f"{path}.init_std", f"must be > 0, got {self.init_std}")
-        _require(self.threads >= 0, f"{path}.threads", f"must be >= 0 (0 = torch default), got {self.threads}")
-        _require(self.eval_batch_size >= 1, f"{path}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        require(self.grad_clip >= 0, f"{path}.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
+        require(self.init_std > 0, f"{path}.init_std", f"must be > 0, got {self.init_std}")
+        require(self.threads >= 0, f"{path}.threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        require(self.eval_batch_size >= 1, f"{path}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
 
 
 @dataclass
@@ -220,8 +221,8 @@ class CheckpointConfig:
     resume_every: int = 0
 
     def validate(self, path: str) -> None:
-        _require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
-        _require(self.resume_every >= 0, f"{path}.resume_every", f"must be >= 0, got {self.resume_every}")
+        require(self.every >= 1, f"{path}.every", f"must be >= 1, got {self.every}")
+        require(self.resume_every >= 0, f"{path}.resume_every", f"must be >= 0, got {self.resume_every}")
 
 
 @dataclass
@@ -237,7 +238,7 @@ class RunConfig:
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        _require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
+        require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
         names = [t.name for t in self.mixture.tasks]
         for i, iv in enumerate(self.ladder.interventions):
             check_upsample(iv.upsample, names, f"{path}ladder.interventions[{i}].upsample")

@@ -18,17 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mechrare._version import __version__
-from mechrare.config import from_dict
-from mechrare.errors import ConfigError, RunFolderError
+from mechrare.config import from_dict, require
+from mechrare.errors import RunFolderError
 
 SCHEMA_VERSION = 1
 KINDS = ("ladder", "toy")
 STATUSES = ("pending", "training", "done")
-
-
-def _require(cond: bool, path: str, msg: str) -> None:
-    if not cond:
-        raise ConfigError(f"{path}: {msg}")
 
 
 @dataclass
@@ -47,8 +42,8 @@ class TaskRecord:
     targets: dict[str, int] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        _require(0 <= self.share <= 1, f"{path}.share", f"must be in [0, 1], got {self.share}")
-        _require(self.eval_examples >= 0, f"{path}.eval_examples", f"must be >= 0, got {self.eval_examples}")
+        require(0 <= self.share <= 1, f"{path}.share", f"must be in [0, 1], got {self.share}")
+        require(self.eval_examples >= 0, f"{path}.eval_examples", f"must be >= 0, got {self.eval_examples}")
 
 
 @dataclass
@@ -82,8 +77,8 @@ class ModelRecord:
     width: int | None = None  # toy runs: encoder width
 
     def validate(self, path: str) -> None:
-        _require(self.n_params >= 0, f"{path}.n_params", f"must be >= 0, got {self.n_params}")
-        _require(self.status in STATUSES, f"{path}.status", f"must be one of {', '.join(STATUSES)}, got {self.status!r}")
+        require(self.n_params >= 0, f"{path}.n_params", f"must be >= 0, got {self.n_params}")
+        require(self.status in STATUSES, f"{path}.status", f"must be one of {', '.join(STATUSES)}, got {self.status!r}")
 
 
 @dataclass
@@ -105,15 +100,15 @@ class Manifest:
     background_entropy: float | None = None
 
     def validate(self, path: str) -> None:
-        _require(self.schema == SCHEMA_VERSION, f"{path}schema", f"is {self.schema}, this mechrare reads {SCHEMA_VERSION}")
-        _require(self.kind in KINDS, f"{path}kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        _require(self.tokens_per_step >= 1, f"{path}tokens_per_step", f"must be >= 1, got {self.tokens_per_step}")
+        require(self.schema == SCHEMA_VERSION, f"{path}schema", f"is {self.schema}, this mechrare reads {SCHEMA_VERSION}")
+        require(self.kind in KINDS, f"{path}kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        require(self.tokens_per_step >= 1, f"{path}tokens_per_step", f"must be >= 1, got {self.tokens_per_step}")
         names = [t.name for t in self.tasks]
-        _require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
+        require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
         for model, record in self.models.items():
-            _require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name (no '/', '\\', '..' or leading '.')")
+            require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name (no '/', '\\', '..' or leading '.')")
             unknown = sorted(set(record.shares) - set(names))
-            _require(not unknown, f"{path}models.{model}.shares", f"unknown task {unknown[0] if unknown else ''!r}")
+            require(not unknown, f"{path}models.{model}.shares", f"unknown task {unknown[0] if unknown else ''!r}")
 
     # -- reading --------------------------------------------------------------------
     @classmethod
