@@ -66,14 +66,16 @@ def load_run_config(config, overrides: list[str] | tuple[str, ...] = ()):
     return name, cfg
 
 
-def train(config="quickstart", out: str | Path | None = None, *, overrides=(), progress: bool = True,
-          echo: Callable[[str], None] = lambda s: None) -> Run:
-    """Train every model of ``config`` into ``out`` (default ``runs/<config name>``); a rerun resumes.
+def train(config="quickstart", out: str | Path | None = None, *, overrides=(), name: str | None = None,
+          progress: bool = True, echo: Callable[[str], None] = lambda s: None) -> Run:
+    """Train every model of ``config`` into ``out`` (default ``runs/<name>``); a rerun resumes.
 
-    ``config``: a preset name, a TOML path, a dict or a RunConfig."""
+    ``config``: a preset name, a TOML path, a dict or a RunConfig; ``name`` defaults to
+    the preset's or file's name ("run" for a dict or RunConfig)."""
     from mechrare.training.runner import train_run
 
-    name, cfg = load_run_config(config, list(overrides))
+    found, cfg = load_run_config(config, list(overrides))
+    name = name or found
     folder = train_run(cfg, Path(out) if out else Path("runs") / name, name=name, progress=progress, echo=echo)
     return open_run(folder.path)
 
@@ -126,8 +128,8 @@ def report(run, *, progress: bool = True):
 def run(config="quickstart", out: str | Path | None = None, *, overrides=(), progress: bool = True,
         echo: Callable[[str], None] = lambda s: None):
     """Train, run every analysis (with the config's ``[analyses]`` settings), then write the report."""
-    trained = train(config, out, overrides=overrides, progress=progress, echo=echo)
-    _, cfg = load_run_config(config, list(overrides))
+    name, cfg = load_run_config(config, list(overrides))
+    trained = train(cfg, out, name=name, progress=progress, echo=echo)
     analyze(trained, progress=progress, echo=echo, **cfg.analyses)
     return report(trained, progress=progress)
 

@@ -138,8 +138,8 @@ def cmd_run(args) -> int:
 
     t0 = time.perf_counter()
     progress = not args.no_progress
-    _, cfg = api.load_run_config(args.config, args.overrides)  # every setting checked before training
-    run = api.train(args.config, args.out, overrides=args.overrides, progress=progress, echo=print)
+    name, cfg = api.load_run_config(args.config, args.overrides)  # every setting checked before training
+    run = api.train(cfg, args.out, name=name, progress=progress, echo=print)
     print(f"trained: {run.path}")
     api.analyze(run, progress=progress, echo=print, **cfg.analyses)
     print(describe_run(run.path))

@@ -27,7 +27,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mechrare.analyses.registry import Analysis, Context, as_context
+from mechrare.analyses.registry import Analysis, Context
 from mechrare.checkpoints.atomic import atomic_file
 from mechrare.checkpoints.datasets import provenance, write_dataset
 from mechrare.checkpoints.series import Checkpoint
