@@ -1,6 +1,6 @@
 """Is neuron ownership causal? For every model and task of a run (default: the
 final checkpoint), zero the MLP neurons the task owns (analyses/neurons.nc) and,
-side by side, as many random neurons in the same layers (mean and max of N
+side by side, as many random neurons in the same blocks (mean and max of N
 draws); print the task's loss increase for both and their ratio.
 
     python benchmarks/ownership_ablation.py runs/quickstart [--step 1500] [--draws 20]
@@ -15,9 +15,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
-    from mechrare.analyses.common import run_mixture
     from mechrare.analyses.neurons import ablation_loss_increase
-    from mechrare.checkpoints import CheckpointStore, open_dataset
+    from mechrare.runs import open_run
 
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -25,17 +24,17 @@ def main() -> None:
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--min-owned", type=int, default=5)
     args = ap.parse_args()
-    store = CheckpointStore(args.run)
-    mixture = run_mixture(store)
-    ds = open_dataset(store.run.analysis_path("neurons"))
+    run = open_run(args.run)
+    store, tasks = run.series, run.tasks
+    ds = run.dataset("neurons")
     print(f"{'model':8} {'step':>5} {'task':10} {'owned':>5} {'base loss':>9} {'zero owned':>10} {'zero random':>11} {'random max':>10} {'ratio':>7}")
     ok = True
     for model in store.models():
         step = args.step if args.step is not None else store.steps(model)[-1]
         bridge = store.load_bridge(model, step)
         owner = ds.owner.sel(model=model, step=step).values
-        for t, name in enumerate(mixture.task_names):
-            r = ablation_loss_increase(bridge, mixture, owner, t, n_random=args.draws)
+        for t, name in enumerate(tasks.names):
+            r = ablation_loss_increase(bridge, tasks, owner, t, n_random=args.draws)
             ratio = r["owned"] / r["random"] if r["random"] > 0 else float("inf")
             flag = "" if r["n_owned"] < args.min_owned else ("  ok" if r["owned"] > r["random"] else "  FAIL")
             ok &= not flag.strip() == "FAIL"
