@@ -244,7 +244,7 @@ class RunConfig:
             check_upsample(iv.upsample, names, f"{path}ladder.interventions[{i}].upsample")
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        return drop_none(dataclasses.asdict(self))
 
     def training_dict(self) -> dict[str, Any]:
         """What decides the trained weights: the config without its analysis settings."""
@@ -346,11 +346,12 @@ def from_dict(cls: type, data: Any, path: str = "") -> Any:
     return obj
 
 
-def _drop_none(value: Any) -> Any:
+def drop_none(value: Any) -> Any:
+    """``value`` with every None entry of its dicts left out, recursively (what TOML and JSON files omit)."""
     if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list):
-        return [_drop_none(v) for v in value]
+        return [drop_none(v) for v in value]
     return value
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mechrare._version import __version__
-from mechrare.config import from_dict, require
+from mechrare.config import drop_none, from_dict, require
 from mechrare.errors import RunFolderError
 
 SCHEMA_VERSION = 1
@@ -120,7 +120,7 @@ class Manifest:
         return from_dict(cls, data, "")
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        return drop_none(dataclasses.asdict(self))
 
     # -- common questions -------------------------------------------------------------
     @property
@@ -148,14 +148,6 @@ class Manifest:
 
 def _safe_name(name: str) -> bool:
     return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name and name not in (".", "..")
-
-
-def _drop_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _drop_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_drop_none(v) for v in value]
-    return value
 
 
 def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> Manifest:
