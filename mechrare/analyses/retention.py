@@ -11,7 +11,18 @@ datasets present in the run folder:
 * ``sae``: SAE features specific to the task, all analysed layers (sae.nc; only
   the analysed checkpoints).
 
-Detection (documented thresholds, robust to single-checkpoint noise): the series
+**Accuracy is tested, not thresholded** (:mod:`mechrare.analyses.binomial`): a
+task is *learned* when its held-out accuracy rises above the task's chance
+level by more than binomial noise on its eval items allows, and *overwritten*
+when it then falls by more than that noise allows under "accuracy never falls";
+each test holds its false-positive rate at ``alpha`` (0.05) per (model, task)
+series (measured: tests/analyses/test_binomial.py). ``p_learned`` and
+``p_overwrite`` are the tests' p-values and ``calibrated(signal)`` says which
+signals are tested this way.
+
+The other signals are not yet calibrated against a null (their noise is not
+binomial; seeds or permutations will give them one) and use thresholds:
+the series
 is smoothed with a running median over 3 checkpoints. With b the first smoothed
 value and P its maximum, the signal is *learned* if P - b >= ``min_rise[signal]``;
 ``learned_step`` is the first step at which it reaches b + (P - b) / 2 and
@@ -30,16 +41,19 @@ that the task was learned and ends at or above b + (P - b) / 2.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mechrare.analyses.binomial import detect_binomial
 from mechrare.analyses.registry import Analysis, as_context, register_analysis
 from mechrare.checkpoints.datasets import describe, open_dataset, provenance, write_dataset
 from mechrare.errors import ConfigError
 from mechrare.runs import Context
 
 SIGNALS = ("accuracy", "retained_signal", "probe", "neurons", "sae")
+CALIBRATED = ("accuracy",)  # signals whose events are tests with a stated false-positive rate
 DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
 
 
@@ -47,8 +61,17 @@ DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "ne
 class RetentionConfig:
     min_rise: dict[str, float] = field(default_factory=dict)  # per signal; unset ones use DEFAULT_MIN_RISE
     smooth: int = 3
+    alpha: float = 0.05  # false-positive rate of each calibrated test, per (model, task) series
+    window: int = 3  # checkpoints pooled by the calibrated tests
+    n_null: int = 1000  # simulated null series per test
+    seed: int = 0
 
     def validate(self, path: str) -> None:
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"{path}.alpha: must be in (0, 1), got {self.alpha}")
+        for key in ("window", "n_null"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
         unknown = set(self.min_rise) - set(SIGNALS)
         if unknown:
             raise ConfigError(f"{path}.min_rise: unknown signal {sorted(unknown)[0]!r}; signals: {', '.join(SIGNALS)}")
@@ -64,6 +87,8 @@ class Detection:
     final_value: float = np.nan
     retained: bool = False
     events: list = field(default_factory=list)  # (peak_step, overwrite_step, drop)
+    p_learned: float = np.nan  # calibrated signals only
+    p_overwrite: float = np.nan
 
 
 def smooth(values: np.ndarray, width: int) -> np.ndarray:
@@ -168,7 +193,36 @@ VARIABLES = {
     "event_drop": ("fall of the smoothed signal from peak to overwrite step", "1"),
     "event_interference": ("mean cos(g_nt, g_r) over the event's window (peak, overwrite]", "1"),
     "event_loss_change": ("summed loss_change from the other components over the event's window", "1"),
+    "event_p_value": ("p-value of the overwrite test (calibrated signals; NaN: a thresholded signal)", "1"),
+    "p_learned": ("p-value of 'above chance' under binomial noise at chance (calibrated signals only)", "1"),
+    "p_overwrite": ("p-value of 'fell after its peak' under non-decreasing accuracy with binomial noise (calibrated signals only)", "1"),
+    "calibrated": ("the signal's events are tests with false-positive rate alpha per series; else thresholds", "1"),
+    "chance": ("chance level of the task's answer: 1 / the answers it can have", "1"),
+    "eval_items": ("held-out items the task's accuracy is measured on", "1"),
 }
+
+
+def binomial_inputs(ctx: Context, tasks: list[str]) -> dict[str, tuple[int, float]]:
+    """task -> (eval items, chance level) where the task set knows them."""
+    if ctx.tasks is None:
+        return {}
+    out = {}
+    for t in tasks:
+        inst = ctx.tasks.eval_instances(t)
+        if inst.targets.get("answer", 0) >= 2:
+            out[t] = (len(inst), 1.0 / inst.targets["answer"])
+    return out
+
+
+def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str) -> Detection:
+    """The calibrated tests on one accuracy series, as a Detection (at most one event)."""
+    seed = [cfg.seed, zlib.crc32(f"{model}/{da.task.item()}".encode())]  # the same draws whatever else is analysed
+    e = detect_binomial(da.step.values, da.values, n, chance, cfg.window, cfg.alpha, cfg.n_null, seed)
+    d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
+                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite)
+    if e.overwritten:
+        d.events.append((e.peak_step, e.overwrite_step, e.drop))
+    return d
 
 
 @register_analysis
@@ -198,8 +252,10 @@ class Retention(Analysis):
             raise ConfigError(f"{ctx.folder}: no metrics.nc or analyses to read; train the run first")
         interference = _open(ctx, "interference")
         names = [s for s in SIGNALS if s in signals]
+        binomial = binomial_inputs(ctx, tasks)
         shape = (len(models), len(tasks), len(names))
-        var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step", "interference_at_overwrite", "loss_change_at_overwrite")}
+        var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step",
+                                                   "interference_at_overwrite", "loss_change_at_overwrite", "p_learned", "p_overwrite")}
         retained = np.zeros(shape, dtype=bool)
         n_over = np.zeros(shape, dtype=np.int32)
         events = []
@@ -207,20 +263,24 @@ class Retention(Analysis):
             for ti, t in enumerate(tasks):
                 for si, sig in enumerate(names):
                     da = signals[sig].sel(model=m, task=t)
-                    d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
-                    for key in ("learned_step", "peak_step", "peak_value", "final_value"):
+                    if sig in CALIBRATED and t in binomial:
+                        d = tested(da, *binomial[t], cfg, m)
+                    else:
+                        d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
+                    for key in ("learned_step", "peak_step", "peak_value", "final_value", "p_learned", "p_overwrite"):
                         var[key][mi, ti, si] = getattr(d, key)
                     retained[mi, ti, si] = d.retained
                     n_over[mi, ti, si] = len(d.events)
+                    p = var["p_overwrite"][mi, ti, si]
                     for k, (peak, over, drop) in enumerate(d.events):
                         cos, lc = _window_stats(interference, m, t, peak, over)
-                        events.append((m, t, sig, peak, over, drop, cos, lc))
+                        events.append((m, t, sig, peak, over, drop, cos, lc, p))
                         if k == 0:
                             var["overwrite_step"][mi, ti, si] = over
                             var["interference_at_overwrite"][mi, ti, si] = cos
                             var["loss_change_at_overwrite"][mi, ti, si] = lc
         dims = ("model", "task", "signal")
-        ev = list(zip(*events)) if events else [[] for _ in range(8)]
+        ev = list(zip(*events)) if events else [[] for _ in range(9)]
         ds = xr.Dataset(
             {
                 **{k: (dims, v) for k, v in var.items()},
@@ -234,8 +294,17 @@ class Retention(Analysis):
                 "event_drop": (("event",), np.array(ev[5], dtype=float)),
                 "event_interference": (("event",), np.array(ev[6], dtype=float)),
                 "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
+                "event_p_value": (("event",), np.array(ev[8], dtype=float)),
+                "calibrated": (("signal",), np.array([s in CALIBRATED and bool(binomial) for s in names])),
             },
-            coords={"model": models, "n_params": ("model", [ctx.series.n_params(m) for m in models]), "task": tasks, "signal": names},
+            coords={
+                "model": models,
+                "n_params": ("model", [ctx.series.n_params(m) for m in models]),
+                "task": tasks,
+                "signal": names,
+                "chance": ("task", [binomial.get(t, (0, np.nan))[1] for t in tasks]),
+                "eval_items": ("task", [binomial.get(t, (0, np.nan))[0] for t in tasks]),
+            },
             attrs=provenance("retention", asdict(cfg), has_interference=int(interference is not None)),
         )
         describe(ds, VARIABLES)

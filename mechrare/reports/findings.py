@@ -12,6 +12,8 @@ the ladder's models (interventions excluded), smallest first.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from mechrare.reports.data import RunData, retention_events
@@ -94,23 +96,37 @@ def _step(value: float) -> str:
 def smallest_model_overwrites(data: RunData) -> Finding:
     claim = "(c) In the smallest model, some rare-task signal rises and is then overwritten"
     ds = data.get("retention")
-    rule = "holds if retention.nc has at least one overwrite event for (smallest model, rare task); else not observed"
+    rule = (
+        "holds if, in the smallest ladder model, the rare task's held-out accuracy rose above chance and then fell, "
+        "each by more than binomial noise on its eval items allows (retention's calibrated tests, false-positive "
+        "rate alpha per series); events of the uncalibrated signals (probe, neurons, SAE) are listed and never decide"
+    )
     if ds is None or not data.ladder:
         return Finding("c", claim, MISSING, "needs retention.nc (`mechrare analyze RUN --only retention`)", rule)
     small, rare = data.ladder[0], data.rare_task
-    events = [
-        e for e in retention_events(ds) if e["model"] == small and e["task"] == rare
-    ]
-    if not events:
-        signals = ", ".join(str(s) for s in ds.signal.values)
-        evidence = f"not observed: no overwrite event for {small} / {rare} in any signal ({signals})"
-        return Finding("c", claim, FAILS, evidence, rule)
-    parts = [
-        f"{e['signal']} peak {e['peak_step']:.0f} -> {e['overwrite_step']:.0f} (drop {e['drop']:.3g}, "
-        f"interference {e['interference']:+.3f})"
-        for e in events
-    ]
-    return Finding("c", claim, HOLDS, f"{small} / {rare}: " + "; ".join(parts), rule)
+    calibrated = [str(s) for s in ds.signal.values if "calibrated" in ds and bool(ds.calibrated.sel(signal=s))]
+    if not calibrated or small not in ds.model.values:
+        return Finding("c", claim, MISSING, "needs retention.nc with calibrated accuracy tests (`mechrare analyze RUN --only retention`)", rule)
+    alpha = float(json.loads(ds.attrs.get("analysis_config", "{}")).get("alpha", 0.05))
+    others = [e for e in retention_events(ds) if e["model"] == small and e["task"] == rare and e["signal"] not in calibrated]
+    context = "; uncalibrated signals with an event: " + (", ".join(
+        f"{e['signal']} {e['peak_step']:.0f} -> {e['overwrite_step']:.0f}" for e in others) if others else "none")
+    parts, status = [], FAILS
+    for sig in calibrated:
+        row = ds.sel(model=small, task=rare, signal=sig)
+        p_learn, p_over = float(row.p_learned), float(row.p_overwrite)
+        if p_learn > alpha:
+            parts.append(f"{sig}: never above chance {float(ds.chance.sel(task=rare)):.3f} (p_learned {p_learn:.3f})")
+        elif p_over > alpha:
+            parts.append(f"{sig}: learned by step {float(row.learned_step):.0f} (p {p_learn:.3f}), no drop beyond noise "
+                         f"(p_overwrite {p_over:.3f}; peak {float(row.peak_value):.3f}, final {float(row.final_value):.3f})")
+        else:
+            status = HOLDS
+            parts.append(f"{sig}: learned by step {float(row.learned_step):.0f}, peak {float(row.peak_value):.3f} at "
+                         f"{float(row.peak_step):.0f} -> overwritten at {float(row.overwrite_step):.0f} "
+                         f"(final {float(row.final_value):.3f}; p_overwrite {p_over:.3f})")
+    n = int(ds.eval_items.sel(task=rare)) if "eval_items" in ds.coords else 0
+    return Finding("c", claim, status, f"{small} / {rare} ({n} eval items, alpha {alpha:g}): " + "; ".join(parts) + context, rule)
 
 
 # -- (d) ----------------------------------------------------------------------------------

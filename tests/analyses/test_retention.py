@@ -1,14 +1,18 @@
 """analyses/retention.nc: detection on series with known answers, the join with
 interference.nc, and the run-level dataset."""
 
+import zlib
+
 import numpy as np
 import pytest
 
+from mechrare.analyses.binomial import detect_binomial
 from mechrare.analyses.interference import InterferenceConfig, run_interference
 from mechrare.analyses.neurons import NeuronsConfig, run_neurons
 from mechrare.analyses.retention import RetentionConfig, detect, run_retention
 from mechrare.checkpoints import open_dataset
 from mechrare.cli import main
+from mechrare.runs import open_run
 
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 50, 64, 100, 128, 150, 200, 250, 256, 300])
 
@@ -57,12 +61,22 @@ def test_run_level_dataset(retention_ds, tiny_run):
     assert ds.learned_step.dims == ("model", "task", "signal")
     assert {"accuracy", "neurons"} <= set(ds.signal.values)
     metrics = open_dataset(tiny_run.path / "metrics.nc")
+    tasks = open_run(tiny_run.path).tasks
+    assert bool(ds.calibrated.sel(signal="accuracy")) and not bool(ds.calibrated.sel(signal="neurons"))
+    for t in ds.task.values:
+        inst = tasks.eval_instances(str(t))
+        assert int(ds.eval_items.sel(task=t)) == len(inst)
+        assert float(ds.chance.sel(task=t)) == pytest.approx(1 / inst.targets["answer"])
     for m in ds.model.values:
         for t in ds.task.values:
             acc = metrics.accuracy.sel(model=m, task=t)
-            d = detect(acc.step.values, acc.values, 0.05)
-            assert ds.retained.sel(model=m, task=t, signal="accuracy") == d.retained
-            assert np.allclose(ds.learned_step.sel(model=m, task=t, signal="accuracy"), d.learned_step, equal_nan=True)
+            seed = [0, zlib.crc32(f"{m}/{t}".encode())]
+            e = detect_binomial(acc.step.values, acc.values, len(tasks.eval_instances(str(t))), float(ds.chance.sel(task=t)), seed=seed)
+            row = ds.sel(model=m, task=t, signal="accuracy")
+            assert bool(row.retained) == e.retained and float(row.p_learned) == e.p_learned
+            assert float(row.p_overwrite) == e.p_overwrite and int(row.n_overwrites) == int(e.overwritten)
+            assert np.allclose(row.learned_step, e.learned_step, equal_nan=True)
+    assert np.isnan(ds.p_learned.sel(signal="neurons")).all()
     assert open_dataset(tiny_run.path / "analyses" / "retention.nc").equals(ds)
 
 

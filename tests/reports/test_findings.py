@@ -116,30 +116,48 @@ def test_d_interference_lower_when_larger():
     assert by_key(data(finals, {"interference": bad_lc}))["d"].status == FAILS
 
 
-def retention(events):
-    n = len(events)
+def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True):
+    """A retention.nc with the accuracy tests' p-values for every (model, task) and the given events."""
+    models, signals = LADDER, ["accuracy", "neurons"]
+    shape = (len(models), len(TASKS), len(signals))
+    p_l, p_o = np.full(shape, np.nan), np.full(shape, np.nan)
+    p_l[..., 0], p_o[..., 0] = p_learned, p_overwrite
+    fill = {k: np.full(shape, v) for k, v in (("learned_step", 10.0), ("peak_step", 20.0), ("peak_value", 0.6),
+                                             ("final_value", 0.2), ("overwrite_step", 30.0))}
     cols = {k: [e[k] for e in events] for k in ("model", "task", "signal")}
     nums = {k: np.array([e[k] for e in events], dtype=float) for k in ("peak_step", "overwrite_step", "drop", "interference")}
+    dims = ("model", "task", "signal")
     return xr.Dataset(
         {**{f"event_{k}": ("event", np.array(v, dtype=str)) for k, v in cols.items()},
-         **{f"event_{k}": ("event", v) for k, v in nums.items()}},
-        coords={"signal": ["accuracy", "neurons"]},
-    ) if n else xr.Dataset(coords={"signal": ["accuracy", "neurons"]})
+         **{f"event_{k}": ("event", v) for k, v in nums.items()},
+         **{k: (dims, v) for k, v in fill.items()},
+         "p_learned": (dims, p_l), "p_overwrite": (dims, p_o),
+         "calibrated": (("signal",), np.array([calibrated, False]))},
+        coords={"model": models, "task": TASKS, "signal": signals, "chance": ("task", [0.5, 0.25]), "eval_items": ("task", [400, 400])},
+        attrs={"analysis_config": '{"alpha": 0.05}'},
+    )
+
+
+NEURON_EVENT = dict(model="s", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)
 
 
 @pytest.mark.parametrize(
-    "events, status",
+    "p_learned, p_overwrite, status, text",
     [
-        ([dict(model="s", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)], HOLDS),
-        ([dict(model="m", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)], FAILS),
-        ([dict(model="s", task="common:1", signal="accuracy", peak_step=10, overwrite_step=30, drop=0.2, interference=0.1)], FAILS),
-        ([], FAILS),
+        (0.001, 0.001, HOLDS, "accuracy: learned by step 10, peak 0.600 at 20 -> overwritten at 30"),
+        (0.001, 0.2, FAILS, "accuracy: learned by step 10 (p 0.001), no drop beyond noise (p_overwrite 0.200"),
+        (0.3, 1.0, FAILS, "accuracy: never above chance 0.250 (p_learned 0.300)"),
     ],
 )
-def test_c_smallest_model_overwrite(events, status):
-    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention(events)}))["c"]
-    assert f.status == status
-    if status == HOLDS:
-        assert "neurons peak 10 -> 30 (drop 4, interference +0.100)" in f.evidence
-    else:
-        assert f.evidence.startswith("not observed")
+def test_c_is_decided_by_the_calibrated_accuracy_tests(p_learned, p_overwrite, status, text):
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention([NEURON_EVENT], p_learned, p_overwrite)}))["c"]
+    assert f.status == status and text in f.evidence, f.evidence
+    assert "uncalibrated signals with an event: neurons 10 -> 30" in f.evidence  # listed, never deciding
+    assert f.evidence.startswith("s / rare:1 (400 eval items, alpha 0.05)")
+
+
+def test_c_a_neuron_event_alone_does_not_hold_and_old_files_are_not_measured():
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention([NEURON_EVENT], 0.001, 0.5)}))["c"]
+    assert f.status == FAILS
+    uncal = retention([NEURON_EVENT], calibrated=False)
+    assert by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": uncal}))["c"].status == MISSING
