@@ -157,10 +157,8 @@ def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = No
     """Fit ``probe`` (a registered name with ``params``, or any scikit-learn classifier instance)
     for ``target`` (e.g. ``"compare:8/rank_a"``) on one checkpoint, on the same data, split and
     control task as ``mechrare analyze --only probes``; every depth, or ``layer`` only."""
-    from sklearn.base import clone
-
     from mechrare.activations import get_activations
-    from mechrare.analyses.probes import SITES, _standardize
+    from mechrare.analyses.probes import SITES, fit_target
     from mechrare.probes.base import validated_probe
     from mechrare.probes.targets import build_probe_data
 
@@ -186,15 +184,7 @@ def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = No
     acts = get_activations(bridge, data.ids[tgt.rows], [hooks[l] for l in layers], positions=data.positions[tgt.rows])
     fit = ProbeFit(target, layers, *(np.full(len(layers), np.nan) for _ in range(3)))
     for i, l in enumerate(layers):
-        x = acts[hooks[l]]
-        if standardize:
-            x = _standardize(x, tgt.train)
-        est = clone(template).fit(x[tgt.train], tgt.labels[tgt.train])
-        fit.estimators[l] = est
-        fit.probe_score[i] = est.score(x[~tgt.train], tgt.labels[~tgt.train])
-        fit.train_score[i] = est.score(x[tgt.train], tgt.labels[tgt.train])
-        control = clone(template).fit(x[tgt.train], tgt.control[tgt.train])
-        fit.control_score[i] = control.score(x[~tgt.train], tgt.control[~tgt.train])
+        fit.estimators[l], fit.probe_score[i], fit.control_score[i], fit.train_score[i] = fit_target(template, acts[hooks[l]], tgt, standardize)
     return fit
 
 

@@ -92,6 +92,31 @@ def reference_gradient(model, params: list, loss_chunks) -> tuple[list, float]:
     return grads, total / max(count, 1)
 
 
+def reference_gram(model, groups: ParamGroups, params: list, datas: list, batch_size: int):
+    """Held-out loss gradients of each of ``datas`` (see :func:`task_loss_chunks`), their mean
+    losses and their per-group Gram matrix: (gradients, losses [T], gram [T, T, groups])."""
+    device = next(model.parameters()).device
+    refs, losses = [], []
+    for data in datas:
+        g, loss = reference_gradient(model, params, task_loss_chunks(model, data, device, batch_size))
+        refs.append(g)
+        losses.append(loss)
+    gram = np.array([[group_dots(a, b, groups) for b in refs] for a in refs])
+    return refs, np.array(losses), gram
+
+
+def gram_cosines(gram: np.ndarray):
+    """From a per-group Gram matrix [T, T, G]: (norm [T], cosine [T, T], group norm [G, T],
+    group cosine [G, T, T]); a zero gradient has NaN cosines."""
+    full = gram.sum(-1)
+    norm = np.sqrt(np.diag(full))
+    norm_g = np.sqrt(np.einsum("iig->gi", gram))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cosine = full / np.outer(norm, norm)
+        cosine_g = np.moveaxis(gram, 2, 0) / (norm_g[:, :, None] * norm_g[:, None, :])
+    return norm, cosine, norm_g, cosine_g
+
+
 def task_loss_chunks(model, data: Instances | np.ndarray, device, batch_size: int):
     """(loss sum, count) chunks: over the answer tokens of ``data`` (Instances), or every
     next-token prediction of ``data`` ([rows, T] documents, e.g. the background)."""

@@ -51,10 +51,10 @@ from mechrare.analyses.gradients import (
     ParamGroups,
     attribution_weights,
     component_losses,
+    gram_cosines,
     group_dots,
     loss_change_matrix,
-    reference_gradient,
-    task_loss_chunks,
+    reference_gram,
 )
 from mechrare.analyses.registry import as_context, register_analysis
 from mechrare.checkpoints.datasets import describe, series_coords
@@ -123,14 +123,10 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
     params = groups.params(model)
     n_tasks = len(tasks.names)
     comps = n_tasks + 1
-    refs, losses = [], []
-    for data in [tasks.eval_instances(t) for t in tasks.names] + [tasks.background()]:
-        g, loss = reference_gradient(model, params, task_loss_chunks(model, data, device, cfg.eval_batch_size))
-        refs.append(g)
-        losses.append(loss)
-    gram = np.array([[group_dots(refs[i], refs[j], groups) for j in range(comps)] for i in range(comps)])  # [T, T, G]
+    datas = [tasks.eval_instances(t) for t in tasks.names] + [tasks.background()]
+    refs, losses, gram = reference_gram(model, groups, params, datas, cfg.eval_batch_size)  # gram: [T, T, G]
     out = {
-        "task_loss": np.array(losses),
+        "task_loss": losses,
         "gram_layer": gram,
     }
     layer = min(cfg.neuron_layer, model.config.num_hidden_layers - 1)
@@ -177,29 +173,17 @@ def gradient_gram(model, data: dict, batch_size: int = 256):
     over all parameters and per parameter group."""
     import xarray as xr
 
-    device = next(model.parameters()).device
     groups = ParamGroups.of(model)
-    params = groups.params(model)
     names = list(data)
-    refs, losses = [], []
-    for name in names:
-        g, loss = reference_gradient(model, params, task_loss_chunks(model, data[name], device, batch_size))
-        refs.append(g)
-        losses.append(loss)
-    gram = np.array([[group_dots(a, b, groups) for b in refs] for a in refs])  # [T, T, G]
-    full = gram.sum(-1)
-    norm = np.sqrt(np.diag(full))
-    norm_g = np.sqrt(np.einsum("iig->gi", gram))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cosine = full / np.outer(norm, norm)
-        cosine_g = np.moveaxis(gram, 2, 0) / (norm_g[:, :, None] * norm_g[:, None, :])
+    _, losses, gram = reference_gram(model, groups, groups.params(model), [data[n] for n in names], batch_size)
+    norm, cosine, norm_g, cosine_g = gram_cosines(gram)
     ds = xr.Dataset(
         {
             "grad_norm": (("task",), norm),
             "grad_cosine": (("task", "other_task"), cosine),
             "grad_norm_layer": (("param_group", "task"), norm_g),
             "grad_cosine_layer": (("param_group", "task", "other_task"), cosine_g),
-            "task_loss": (("task",), np.array(losses)),
+            "task_loss": (("task",), losses),
         },
         coords={"task": names, "other_task": names, "param_group": groups.groups},
     )
@@ -282,14 +266,11 @@ class Interference(PerCheckpoint):
             for j, s in enumerate(mine):
                 p, si = parts[m][s], steps.index(s)
                 gi = [groups.index(g) for g in p["groups"]]
-                gram = p["gram_layer"]  # [T, T, g]
-                norms = np.sqrt(np.einsum("iig->gi", gram))
-                a["grad_norm_layer"][mi, si][gi] = norms
-                a["grad_cosine_layer"][mi, si][gi] = np.moveaxis(gram, 2, 0) / (norms[:, :, None] * norms[:, None, :])
-                full = gram.sum(-1)
-                d = np.sqrt(np.diag(full))
-                a["grad_norm"][mi, si] = d
-                a["grad_cosine"][mi, si] = full / np.outer(d, d)
+                norm, cosine, norm_g, cosine_g = gram_cosines(p["gram_layer"])  # its groups: gi
+                a["grad_norm_layer"][mi, si][gi] = norm_g
+                a["grad_cosine_layer"][mi, si][gi] = cosine_g
+                a["grad_norm"][mi, si] = norm
+                a["grad_cosine"][mi, si] = cosine
                 a["task_loss"][mi, si] = p["task_loss"]
                 for key in ("cos_batch_ref", "cos_nontask_ref", "cos_nontask_ref_std"):
                     a[key][mi, si, :nt] = p[key]

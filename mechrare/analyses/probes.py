@@ -100,10 +100,21 @@ def _fit_batched(template, data: ProbeData, acts, standardize: bool, device, tar
                 out["train_score"][l, t] = correct[j][train[lo + j]].mean()
 
 
-def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, device) -> dict[str, np.ndarray]:
-    """Scores [layer, target] for one checkpoint: probe, control and train accuracy."""
+def fit_target(template, x: np.ndarray, tgt, standardize: bool):
+    """One probe (a clone of ``template``) for one target on its rows' activations ``x``
+    ([len(tgt.rows), d]), and its control twin: (fitted probe, held-out, control held-out, train score)."""
     from sklearn.base import clone
 
+    if standardize:
+        x = _standardize(x, tgt.train)
+    est = clone(template).fit(x[tgt.train], tgt.labels[tgt.train])
+    control = clone(template).fit(x[tgt.train], tgt.control[tgt.train])
+    return (est, est.score(x[~tgt.train], tgt.labels[~tgt.train]), control.score(x[~tgt.train], tgt.control[~tgt.train]),
+            est.score(x[tgt.train], tgt.labels[tgt.train]))
+
+
+def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, device) -> dict[str, np.ndarray]:
+    """Scores [layer, target] for one checkpoint: probe, control and train accuracy."""
     shape = (len(acts), len(data.targets))
     out = {k: np.full(shape, np.nan) for k in SCORES}
     template = validated_probe(cfg.probe, cfg.params)
@@ -112,14 +123,7 @@ def fit_checkpoint(data: ProbeData, acts: list[np.ndarray], cfg: ProbesConfig, d
         return out
     for l, x_all in enumerate(acts):
         for t, tgt in enumerate(data.targets):
-            x = x_all[tgt.rows]
-            if cfg.standardize:
-                x = _standardize(x, tgt.train)
-            for kind, labels in ((0, tgt.labels), (1, tgt.control)):
-                est = clone(template).fit(x[tgt.train], labels[tgt.train])
-                out["control_score" if kind else "probe_score"][l, t] = est.score(x[~tgt.train], labels[~tgt.train])
-                if not kind:
-                    out["train_score"][l, t] = est.score(x[tgt.train], labels[tgt.train])
+            _, out["probe_score"][l, t], out["control_score"][l, t], out["train_score"][l, t] = fit_target(template, x_all[tgt.rows], tgt, cfg.standardize)
     return out
 
 
