@@ -39,7 +39,7 @@ def collect(run: str):
     data = build_probe_data(opened.tasks)
     per_ckpt = []
     for ckpt in store.iter_checkpoints():
-        bridge = store.load_bridge(ckpt.model, ckpt.step)
+        bridge = store.load_bridge(ckpt.model, ckpt.step, seed=ckpt.seed)
         hooks = resid_hooks(bridge.cfg.n_layers)
         acts = get_activations(bridge, data.ids, hooks, positions=data.positions)
         per_ckpt.append([acts[h] for h in hooks])

@@ -105,7 +105,7 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True,
             steps = sorted({int(s) for s in steps})
         except (TypeError, ValueError):
             raise ConfigError(f"steps: expected a list of checkpoint steps, got {steps!r}") from None
-        have = {s for m in models for s in ctx.series.steps(m)}
+        have = {s for m in models for seed in ctx.series.seeds(m) for s in ctx.series.steps(m, seed)}
         absent = [s for s in steps if s not in have]
         if absent:
             raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
@@ -153,10 +153,11 @@ class ProbeFit:
 
 def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = None, probe="logistic",
               site: str = "resid", examples_per_task: int = 512, train_fraction: float = 0.6, seed: int = 0,
-              standardize: bool = True, device: str = "cpu", **params: Any) -> ProbeFit:
+              standardize: bool = True, device: str = "cpu", training_seed: int = 0, **params: Any) -> ProbeFit:
     """Fit ``probe`` (a registered name with ``params``, or any scikit-learn classifier instance)
     for ``target`` (e.g. ``"compare:8/rank_a"``) on one checkpoint, on the same data, split and
-    control task as ``mechrare analyze --only probes``; every depth, or ``layer`` only."""
+    control task as ``mechrare analyze --only probes``; every depth, or ``layer`` only.
+    ``seed`` draws the probe data and split; ``training_seed`` picks the model's training seed."""
     from mechrare.activations import get_activations
     from mechrare.analyses.probes import SITES, fit_target
     from mechrare.probes.base import validated_probe
@@ -176,7 +177,7 @@ def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = No
     if target not in targets:
         raise ConfigError(f"target: no probe target {target!r}; targets: {', '.join(targets)}")
     tgt = targets[target]
-    bridge = run.bridge(model, step, device=device)
+    bridge = run.bridge(model, step, seed=training_seed, device=device)
     hooks = SITES[site][0](bridge.cfg.n_layers)
     layers = list(range(len(hooks))) if layer is None else [layer]
     if any(not 0 <= l < len(hooks) for l in layers):
@@ -189,7 +190,8 @@ def fit_probe(run, model: str, step: int, target: str, *, layer: int | None = No
 
 
 # -- gradients between task sets ------------------------------------------------------------------
-def gradient_interference(run, model: str, step: int, tasks=None, *, device: str = "cpu", batch_size: int = 256):
+def gradient_interference(run, model: str, step: int, tasks=None, *, device: str = "cpu", batch_size: int = 256,
+                          training_seed: int = 0):
     """Held-out loss gradients of several task sets on one checkpoint, and their interference:
     an xarray Dataset with ``grad_norm(task)``, ``grad_cosine(task, other_task)`` and their
     per-parameter-group twins, as in ``analyses/interference.nc``.
@@ -216,5 +218,5 @@ def gradient_interference(run, model: str, step: int, tasks=None, *, device: str
             data[name] = np.asarray(value)
     if len(data) < 2:
         raise ConfigError("tasks: give at least two task sets to compare")
-    hf = run.load(model, step, device=device)
+    hf = run.load(model, step, seed=training_seed, device=device)
     return gradient_gram(hf, data, batch_size=batch_size)

@@ -162,9 +162,25 @@ class InterventionConfig:
 class LadderConfig:
     models: list[Union[str, CustomModelConfig]] = field(default_factory=list)
     interventions: list[InterventionConfig] = field(default_factory=list)
+    #: training seeds: a count (``3`` = seeds 0, 1, 2) or a list of distinct seeds. Every model and
+    #: intervention is trained under each; a seed changes the initialisation and the data order,
+    #: never the tasks or their eval sets. Seed 0 is the run's ``seed`` itself.
+    seeds: Union[int, list[int]] = 1
 
     def validate(self, path: str) -> None:
         require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
+        if isinstance(self.seeds, int):
+            require(self.seeds >= 1, f"{path}.seeds", f"a count of seeds must be >= 1, got {self.seeds}")
+        else:
+            require(len(self.seeds) >= 1, f"{path}.seeds", "needs at least one seed, e.g. seeds = 3 or [0, 1, 2]")
+            bad = [s for s in self.seeds if s < 0]
+            require(not bad, f"{path}.seeds", f"seeds must be >= 0, got {bad[0] if bad else ''}")
+            dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
+            require(not dup, f"{path}.seeds", f"seed {dup[0] if dup else ''} appears twice; give each seed once")
+
+    def seed_list(self) -> list[int]:
+        """The training seeds, in order."""
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
 
 
 @dataclass
@@ -247,9 +263,10 @@ class RunConfig:
         return drop_none(dataclasses.asdict(self))
 
     def training_dict(self) -> dict[str, Any]:
-        """What decides the trained weights: the config without its analysis settings."""
+        """What decides the trained weights: the config without its analysis settings or seed list."""
         out = self.to_dict()
         out.pop("analyses", None)
+        out.get("ladder", {}).pop("seeds", None)  # more seeds extend a run; each seed's weights are its own
         return out
 
     @classmethod

@@ -96,15 +96,20 @@ class Run:
     def models(self) -> list[str]:
         return list(self.manifest.models)
 
-    def steps(self, model: str) -> list[int]:
-        return self.series.steps(model)
+    @property
+    def seeds(self) -> list[int]:
+        """The run's training seeds."""
+        return list(self.manifest.seeds)
+
+    def steps(self, model: str, seed: int = 0) -> list[int]:
+        return self.series.steps(model, seed)
 
     def context(self) -> Context:
         return Context(self.series, self.tasks, self.path)
 
     # -- checkpoints ----------------------------------------------------------------------
     def load(self, model: str, step: int, **kwargs):
-        """A checkpoint as a Hugging Face model (sha256 verified)."""
+        """A checkpoint as a Hugging Face model (sha256 verified); ``seed=`` picks a training seed."""
         return self.series.load(model, step, **kwargs)
 
     def bridge(self, model: str, step: int, **kwargs):

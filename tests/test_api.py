@@ -34,7 +34,7 @@ def test_open_run_and_datasets(tiny_run):
     run = mechrare.open_run(tiny_run.path)
     assert run.models == ["d8-l1", "d16-l2", "d24-l2", "d8-l1-up5"] and run.steps(MODEL)[-1] == 300
     assert run.tasks.names == ["facts:8", "compare:4", "lookup:2"]
-    assert float(run.dataset("metrics").accuracy.sel(model=MODEL, step=300, task="facts:8")) >= 0
+    assert float(run.dataset("metrics").accuracy.sel(model=MODEL, seed=0, step=300, task="facts:8")) >= 0
     assert "metrics" in run.datasets
     with pytest.raises(RunFolderError, match="no such run folder"):
         mechrare.open_run(tiny_run.path / "nope")
@@ -46,11 +46,11 @@ def test_fit_probe_matches_the_probes_analysis(tiny_run):
     ds = run_probes(tiny_run.path, ProbesConfig(), models=[MODEL], steps=[300], progress=False)
     for target in ("lookup:2/query_key", "task"):
         fit = mechrare.fit_probe(tiny_run.path, MODEL, 300, target)
-        expected = ds.probe_score.sel(model=MODEL, step=300, target=target).values
+        expected = ds.probe_score.sel(model=MODEL, seed=0, step=300, target=target).values
         n_test = int(ds.n_test.sel(target=target))
         assert np.abs(fit.probe_score - expected).max() <= 1 / n_test + 1e-9, (target, fit.probe_score, expected)
         assert fit.layers == [0, 1, 2] and fit.best_layer in fit.layers
-        assert np.abs(fit.control_score - ds.control_score.sel(model=MODEL, step=300, target=target).values).max() <= 1 / n_test + 1e-9
+        assert np.abs(fit.control_score - ds.control_score.sel(model=MODEL, seed=0, step=300, target=target).values).max() <= 1 / n_test + 1e-9
     # any scikit-learn classifier, one chosen layer
     from sklearn.tree import DecisionTreeClassifier
 
@@ -61,7 +61,7 @@ def test_fit_probe_matches_the_probes_analysis(tiny_run):
 def test_gradient_interference_matches_the_dataset(tiny_run):
     ds = run_interference(tiny_run.path, InterferenceConfig(), models=[MODEL], progress=False)
     gi = mechrare.gradient_interference(tiny_run.path, MODEL, 200)
-    ref = ds.sel(model=MODEL, step=200)
+    ref = ds.sel(model=MODEL, seed=0, step=200)
     np.testing.assert_allclose(gi.grad_cosine.values, ref.grad_cosine.values, atol=1e-6)
     np.testing.assert_allclose(gi.grad_norm.values, ref.grad_norm.values, rtol=1e-5)
     # your own task set: the run's compare instances under another name are the same gradient

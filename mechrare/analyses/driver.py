@@ -4,11 +4,14 @@ An analysis that works checkpoint by checkpoint subclasses :class:`PerCheckpoint
 and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
 ``assemble`` (all parts -> an xarray Dataset). The driver owns the rest:
 
-* **step selection**: every checkpoint of the chosen models, restricted to the
-  ``steps`` asked for (and to the analysis's own ``select_steps``);
+* **step selection**: every checkpoint of the chosen models, under each
+  training seed, restricted to the ``steps`` asked for (and to the analysis's
+  own ``select_steps``);
+* **seeds**: ``assemble`` sees one seed's parts at a time; the driver stacks
+  the seeds' datasets along a ``seed`` dimension (after ``model``);
 * **device**: ``<analysis>.device`` resolved once (``auto``: CUDA when there is one);
 * **resume parts**: each checkpoint's arrays are written atomically to
-  ``analyses/<name>.parts/<settings>/<model>/step_<N>-<inputs>.npz``. ``settings``
+  ``analyses/<name>.parts/<settings>/<model>/seed_<s>/step_<N>-<inputs>.npz``. ``settings``
   hashes the analysis settings that change a part; ``inputs`` hashes the
   sha256 of every checkpoint the part was computed from (``inputs``), so a
   rerun with the same settings on the same weights resumes, and a retrained or
@@ -34,7 +37,8 @@ from mechrare.checkpoints.series import Checkpoint
 from mechrare.devices import resolve_device
 from mechrare.errors import ConfigError, RunFolderError
 
-Parts = dict[str, dict[int, dict[str, np.ndarray]]]  # model -> step -> arrays
+Parts = dict[str, dict[int, dict[str, np.ndarray]]]  # model -> step -> arrays (one seed)
+Series = tuple[str, int]  # (model, training seed)
 
 
 def digest(obj: Any) -> str:
@@ -102,21 +106,22 @@ class PerCheckpoint(Analysis):
     def parts_dir(self, ctx: Context, cfg: Any) -> Path:
         return Path(ctx.folder) / "analyses" / f"{self.name}.parts" / digest(self.part_settings(cfg))
 
-    def part_path(self, ctx: Context, cfg: Any, model: str, step: int, steps: list[int]) -> Path:
+    def part_path(self, ctx: Context, cfg: Any, model: str, step: int, steps: list[int], seed: int = 0) -> Path:
         series = ctx.series
-        key = digest([[s, series.fingerprint(model, s)] for s in self.inputs(model, step, steps)])
-        return self.parts_dir(ctx, cfg) / model / f"step_{step}-{key}.npz"
+        key = digest([[s, series.fingerprint(model, s, seed)] for s in self.inputs(model, step, steps)])
+        return self.parts_dir(ctx, cfg) / model / f"seed_{seed}" / f"step_{step}-{key}.npz"
 
-    def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[str, list[int]]:
-        """model -> the steps to analyse."""
+    def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[Series, list[int]]:
+        """(model, seed) -> the steps to analyse."""
         models = select_models(ctx, models)
         wanted = None if steps is None else set(int(s) for s in steps)
         plan = {}
         for m in models:
-            offered = [s for s in ctx.series.steps(m) if wanted is None or s in wanted]
-            chosen = self.select_steps(ctx, cfg, m, offered)
-            if chosen:
-                plan[m] = chosen
+            for seed in ctx.series.seeds(m):
+                offered = [s for s in ctx.series.steps(m, seed) if wanted is None or s in wanted]
+                chosen = self.select_steps(ctx, cfg, m, offered)
+                if chosen:
+                    plan[(m, seed)] = chosen
         if not plan:
             which = f"steps {sorted(wanted)}" if wanted is not None else "any checkpoint"
             raise ConfigError(f"{self.name}: nothing to analyse: no model has {which}; see `mechrare ls` for the steps on disk")
@@ -130,17 +135,37 @@ class PerCheckpoint(Analysis):
         device = resolve_device(cfg.device, f"{self.name}.device")
         plan = self.plan(ctx, cfg, models, steps)
         state = self.prepare(ctx, cfg)
-        paths = {(m, s): self.part_path(ctx, cfg, m, s, chosen) for m, chosen in plan.items() for s in chosen}
+        paths = {
+            (m, seed, s): self.part_path(ctx, cfg, m, s, chosen, seed) for (m, seed), chosen in plan.items() for s in chosen
+        }
         todo = [key for key, path in paths.items() if not path.is_file()]
-        for m, s in tqdm(todo, desc=self.name, unit="ckpt", disable=not progress):
-            arrays = self.compute(ctx, cfg, state, ctx.series.checkpoint(m, s), device, plan[m])
-            path = paths[(m, s)]
+        for m, seed, s in tqdm(todo, desc=self.name, unit="ckpt", disable=not progress):
+            arrays = self.compute(ctx, cfg, state, ctx.series.checkpoint(m, s, seed), device, plan[(m, seed)])
+            path = paths[(m, seed, s)]
             save_part(path, arrays)
             for stale in path.parent.glob(f"step_{s}-*.npz"):
                 if stale != path:
                     stale.unlink(missing_ok=True)
-        parts: Parts = {m: {s: load_part(paths[(m, s)]) for s in chosen} for m, chosen in plan.items()}
-        ds = self.assemble(ctx, cfg, state, parts)
+        seeds = sorted({seed for _, seed in plan})
+        per_seed = []
+        for seed in seeds:
+            parts: Parts = {
+                m: {s: load_part(paths[(m, k, s)]) for s in chosen} for (m, k), chosen in plan.items() if k == seed
+            }
+            per_seed.append(self.assemble(ctx, cfg, state, parts))
+        ds = stack_seeds(per_seed, seeds)
         ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs}
         write_dataset(ds, ctx.analysis_path(self.name), root=ctx.folder)
         return ds
+
+
+def stack_seeds(datasets: list, seeds: list[int]):
+    """One dataset per training seed -> one with a ``seed`` dimension after ``model``
+    (models or steps one seed lacks are NaN there)."""
+    import xarray as xr
+
+    ds = xr.concat(datasets, dim="seed", data_vars="all", coords="minimal", compat="override", join="outer",
+                   combine_attrs="override")
+    ds = ds.assign_coords(seed=np.array(seeds, dtype=np.int64))
+    lead = [d for d in ("model", "seed") if d in ds.dims]
+    return ds.transpose(*lead, ...)

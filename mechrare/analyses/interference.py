@@ -231,9 +231,9 @@ class Interference(PerCheckpoint):
     def compute(self, ctx, cfg: InterferenceConfig, batch_size: int, ckpt, device, steps):
         i = steps.index(ckpt.step)
         next_step = steps[i + 1] if i + 1 < len(steps) else None
-        model = ctx.series.load(ckpt.model, ckpt.step, device=str(device))
-        next_params = ctx.series.state_dict(ckpt.model, next_step) if next_step is not None else None
-        batches = ctx.tasks.require_batches(ckpt.model, self.name)
+        model = ctx.series.load(ckpt.model, ckpt.step, seed=ckpt.seed, device=str(device))
+        next_params = ctx.series.state_dict(ckpt.model, next_step, seed=ckpt.seed) if next_step is not None else None
+        batches = ctx.tasks.require_batches(ckpt.model, self.name, seed=ckpt.seed)
         out, groups = checkpoint_interference(model, ctx.tasks, batches, cfg, batch_size, ckpt.step, next_params, next_step)
         out["groups"] = np.array(groups)
         return out

@@ -248,7 +248,7 @@ class Neurons(PerCheckpoint):
         return [task_inputs(tasks, t, cfg.examples) for t in tasks.names] + [task_inputs(tasks, None, cfg.examples)]
 
     def compute(self, ctx, cfg: NeuronsConfig, inputs, ckpt, device, steps):
-        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, seed=ckpt.seed, device=str(device))
         cols = []
         for ids, answer in inputs:
             if ids is None:  # a task set without background text

@@ -152,7 +152,7 @@ class Probes(PerCheckpoint):
     def compute(self, ctx, cfg: ProbesConfig, data: ProbeData, ckpt, device, steps):
         from mechrare.activations import get_activations
 
-        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, seed=ckpt.seed, device=str(device))
         hooks = SITES[cfg.site][0](bridge.cfg.n_layers)
         acts = get_activations(bridge, data.ids, hooks, positions=data.positions)
         return fit_checkpoint(data, [acts[h] for h in hooks], cfg, device)

@@ -1,7 +1,7 @@
 """When is a task's signal learned, when does it peak, and is it overwritten: analyses/retention.nc.
 
-Signals per (model, task), each a series over the checkpoints, read from the
-datasets present in the run folder:
+Signals per (model, seed, task), each a series over the checkpoints, read from
+the datasets present in the run folder (one series per training seed):
 
 * ``accuracy``: held-out exact match (metrics.nc);
 * ``retained_signal``: the toy model's s_k(U) (metrics.nc of a ``mechrare toy`` run);
@@ -15,7 +15,7 @@ datasets present in the run folder:
 task is *learned* when its held-out accuracy rises above the task's chance
 level by more than binomial noise on its eval items allows, and *overwritten*
 when it then falls by more than that noise allows under "accuracy never falls";
-each test holds its false-positive rate at ``alpha`` (0.05) per (model, task)
+each test holds its false-positive rate at ``alpha`` (0.05) per (model, seed, task)
 series (measured: tests/analyses/test_binomial.py). ``p_learned`` and
 ``p_overwrite`` are the tests' p-values and ``calibrated(signal)`` says which
 signals are tested this way.
@@ -135,7 +135,8 @@ def _open(ctx: Context, name: str):
 
 
 def load_signals(ctx: Context, models: list[str], tasks: list[str]) -> dict:
-    """{signal: DataArray(model, step, task)} for every signal whose dataset exists."""
+    """{signal: DataArray(model, seed, step, task)} for every signal whose dataset exists
+    (a dataset without seeds, e.g. a toy run's, reads as seed 0)."""
     import xarray as xr
 
     out = {}
@@ -160,18 +161,20 @@ def load_signals(ctx: Context, models: list[str], tasks: list[str]) -> dict:
     if sae is not None:
         counts = sae.n_task_features.sum("layer", min_count=1)
         out["sae"] = counts.reindex(task=tasks)
+    out = {k: v if "seed" in v.dims else v.expand_dims(seed=[0]) for k, v in out.items()}
     return {k: v.reindex(model=models) if isinstance(v, xr.DataArray) else v for k, v in out.items()}
 
 
-def _window_stats(interference, model: str, task: str, peak: float, over: float) -> tuple[float, float]:
-    if interference is None or model not in interference.model.values:
+def _window_stats(interference, model: str, seed: int, task: str, peak: float, over: float) -> tuple[float, float]:
+    if interference is None or model not in interference.model.values or seed not in interference.seed.values:
         return np.nan, np.nan
     steps = interference.step.values
     sel = (steps > peak) & (steps <= over)
     if not sel.any():
         return np.nan, np.nan
-    cos = interference.cos_nontask_ref.sel(model=model, task=task).values[sel]
-    lc = interference.loss_change.sel(model=model, task=task).drop_sel(other_task=task).sum("other_task", min_count=1).values[sel]
+    here = interference.sel(model=model, seed=seed, task=task)
+    cos = here.cos_nontask_ref.values[sel]
+    lc = here.loss_change.drop_sel(other_task=task).sum("other_task", min_count=1).values[sel]
     return float(np.nanmean(cos)) if np.isfinite(cos).any() else np.nan, float(np.nansum(lc)) if np.isfinite(lc).any() else np.nan
 
 
@@ -186,6 +189,7 @@ VARIABLES = {
     "retained": ("learned, and the final smoothed value is at least halfway from start to peak", "1"),
     "n_overwrites": ("overwrite events", "1"),
     "event_model": ("model of the event", None),
+    "event_seed": ("training seed of the event", "1"),
     "event_task": ("task of the event", None),
     "event_signal": ("signal of the event", None),
     "event_peak_step": ("step of the event's peak", "1"),
@@ -214,9 +218,10 @@ def binomial_inputs(ctx: Context, tasks: list[str]) -> dict[str, tuple[int, floa
     return out
 
 
-def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str) -> Detection:
+def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:
     """The calibrated tests on one accuracy series, as a Detection (at most one event)."""
-    seed = [cfg.seed, zlib.crc32(f"{model}/{da.task.item()}".encode())]  # the same draws whatever else is analysed
+    key = f"{model}/{da.task.item()}" + (f"/seed{training_seed}" if training_seed else "")
+    seed = [cfg.seed, zlib.crc32(key.encode())]  # the same draws whatever else is analysed
     e = detect_binomial(da.step.values, da.values, n, chance, cfg.window, cfg.alpha, cfg.n_null, seed)
     d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
                   e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite)
@@ -251,55 +256,64 @@ class Retention(Analysis):
         if not signals:
             raise ConfigError(f"{ctx.folder}: no metrics.nc or analyses to read; train the run first")
         interference = _open(ctx, "interference")
+        if interference is not None and "seed" not in interference.dims:  # a toy run's: one seed
+            interference = interference.expand_dims(seed=[0])
         names = [s for s in SIGNALS if s in signals]
         binomial = binomial_inputs(ctx, tasks)
-        shape = (len(models), len(tasks), len(names))
+        seeds = sorted({int(k) for v in signals.values() for k in v.seed.values})
+        shape = (len(models), len(seeds), len(tasks), len(names))
         var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step",
                                                    "interference_at_overwrite", "loss_change_at_overwrite", "p_learned", "p_overwrite")}
         retained = np.zeros(shape, dtype=bool)
         n_over = np.zeros(shape, dtype=np.int32)
         events = []
         for mi, m in enumerate(models):
-            for ti, t in enumerate(tasks):
-                for si, sig in enumerate(names):
-                    da = signals[sig].sel(model=m, task=t)
-                    if sig in CALIBRATED and t in binomial:
-                        d = tested(da, *binomial[t], cfg, m)
-                    else:
-                        d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
-                    for key in ("learned_step", "peak_step", "peak_value", "final_value", "p_learned", "p_overwrite"):
-                        var[key][mi, ti, si] = getattr(d, key)
-                    retained[mi, ti, si] = d.retained
-                    n_over[mi, ti, si] = len(d.events)
-                    p = var["p_overwrite"][mi, ti, si]
-                    for k, (peak, over, drop) in enumerate(d.events):
-                        cos, lc = _window_stats(interference, m, t, peak, over)
-                        events.append((m, t, sig, peak, over, drop, cos, lc, p))
-                        if k == 0:
-                            var["overwrite_step"][mi, ti, si] = over
-                            var["interference_at_overwrite"][mi, ti, si] = cos
-                            var["loss_change_at_overwrite"][mi, ti, si] = lc
-        dims = ("model", "task", "signal")
-        ev = list(zip(*events)) if events else [[] for _ in range(9)]
+            for ki, seed in enumerate(seeds):
+                for ti, t in enumerate(tasks):
+                    for si, sig in enumerate(names):
+                        if seed not in signals[sig].seed.values:
+                            continue
+                        da = signals[sig].sel(model=m, seed=seed, task=t)
+                        if sig in CALIBRATED and t in binomial:
+                            d = tested(da, *binomial[t], cfg, m, seed)
+                        else:
+                            d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
+                        at = (mi, ki, ti, si)
+                        for key in ("learned_step", "peak_step", "peak_value", "final_value", "p_learned", "p_overwrite"):
+                            var[key][at] = getattr(d, key)
+                        retained[at] = d.retained
+                        n_over[at] = len(d.events)
+                        p = var["p_overwrite"][at]
+                        for k, (peak, over, drop) in enumerate(d.events):
+                            cos, lc = _window_stats(interference, m, seed, t, peak, over)
+                            events.append((m, seed, t, sig, peak, over, drop, cos, lc, p))
+                            if k == 0:
+                                var["overwrite_step"][at] = over
+                                var["interference_at_overwrite"][at] = cos
+                                var["loss_change_at_overwrite"][at] = lc
+        dims = ("model", "seed", "task", "signal")
+        ev = list(zip(*events)) if events else [[] for _ in range(10)]
         ds = xr.Dataset(
             {
                 **{k: (dims, v) for k, v in var.items()},
                 "retained": (dims, retained),
                 "n_overwrites": (dims, n_over),
                 "event_model": (("event",), np.array(ev[0], dtype=str)),
-                "event_task": (("event",), np.array(ev[1], dtype=str)),
-                "event_signal": (("event",), np.array(ev[2], dtype=str)),
-                "event_peak_step": (("event",), np.array(ev[3], dtype=float)),
-                "event_overwrite_step": (("event",), np.array(ev[4], dtype=float)),
-                "event_drop": (("event",), np.array(ev[5], dtype=float)),
-                "event_interference": (("event",), np.array(ev[6], dtype=float)),
-                "event_loss_change": (("event",), np.array(ev[7], dtype=float)),
-                "event_p_value": (("event",), np.array(ev[8], dtype=float)),
+                "event_seed": (("event",), np.array(ev[1], dtype=np.int64)),
+                "event_task": (("event",), np.array(ev[2], dtype=str)),
+                "event_signal": (("event",), np.array(ev[3], dtype=str)),
+                "event_peak_step": (("event",), np.array(ev[4], dtype=float)),
+                "event_overwrite_step": (("event",), np.array(ev[5], dtype=float)),
+                "event_drop": (("event",), np.array(ev[6], dtype=float)),
+                "event_interference": (("event",), np.array(ev[7], dtype=float)),
+                "event_loss_change": (("event",), np.array(ev[8], dtype=float)),
+                "event_p_value": (("event",), np.array(ev[9], dtype=float)),
                 "calibrated": (("signal",), np.array([s in CALIBRATED and bool(binomial) for s in names])),
             },
             coords={
                 "model": models,
                 "n_params": ("model", [ctx.series.n_params(m) for m in models]),
+                "seed": np.array(seeds, dtype=np.int64),
                 "task": tasks,
                 "signal": names,
                 "chance": ("task", [binomial.get(t, (0, np.nan))[1] for t in tasks]),

@@ -173,16 +173,16 @@ class SAEs(PerCheckpoint):
         return chosen_steps(steps, cfg)
 
     def sae_root(self, ctx, cfg: SAEConfig) -> Path:
-        """``analyses/sae/<settings>``: the saved SAEs, ``<model>/layer_<depth>/step_<N>/sae``."""
+        """``analyses/sae/<settings>``: the saved SAEs, ``<model>/seed_<s>/layer_<depth>/step_<N>/sae``."""
         return Path(ctx.folder) / "analyses" / "sae" / digest(self.part_settings(cfg))
 
     def compute(self, ctx, cfg: SAEConfig, state, ckpt, device, steps):
-        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, device=str(device))
+        bridge = ctx.series.load_bridge(ckpt.model, ckpt.step, seed=ckpt.seed, device=str(device))
         batches = ctx.tasks.require_batches(None, self.name)
         depths = sorted({d % (bridge.cfg.n_layers + 1) for d in cfg.layers})
         out = {"depths": np.array(depths)}
         for depth in depths:
-            folder = self.sae_root(ctx, cfg) / ckpt.model / f"layer_{depth}" / f"step_{ckpt.step}"
+            folder = self.sae_root(ctx, cfg) / ckpt.model / f"seed_{ckpt.seed}" / f"layer_{depth}" / f"step_{ckpt.step}"
             for key, value in train_one(bridge, batches, len(ctx.tasks.names), depth, cfg, device, folder).items():
                 out[f"d{depth}_{key}"] = value
         return out

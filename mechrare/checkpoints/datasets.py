@@ -32,6 +32,7 @@ CONVENTIONS = "CF-1.10"
 COORD_ATTRS: dict[str, dict[str, str]] = {
     "model": {"long_name": "model name"},
     "n_params": {"long_name": "parameters of the model", "units": "1"},
+    "seed": {"long_name": "training seed (initialisation and data order)", "units": "1"},
     "step": {"long_name": "optimizer updates done (checkpoint step)", "units": "1"},
     "tokens": {"long_name": "training tokens seen", "units": "1"},
     "task": {"long_name": "task name (<family>:<complexity>; background: every non-task token)"},
@@ -48,14 +49,17 @@ COORD_ATTRS: dict[str, dict[str, str]] = {
 }
 
 
-def series_coords(series, models: list[str], steps: list[int]) -> dict:
-    """The coordinates every run-level dataset shares: model (+ n_params), step (+ tokens)."""
+def series_coords(series, models: list[str], steps: list[int], seeds: list[int] | None = None) -> dict:
+    """The coordinates every run-level dataset shares: model (+ n_params), step (+ tokens),
+    and seed where given."""
     per = series.tokens_per_step()
     coords = {
         "model": models,
         "n_params": ("model", np.array([series.n_params(m) for m in models], dtype=np.int64)),
         "step": np.array(steps, dtype=np.int64),
     }
+    if seeds is not None:
+        coords["seed"] = np.array(seeds, dtype=np.int64)
     if per is not None:
         coords["tokens"] = ("step", np.array(steps, dtype=np.int64) * per)
     return coords

@@ -24,6 +24,10 @@ from mechrare.errors import RunFolderError
 SCHEMA_VERSION = 1
 KINDS = ("ladder", "toy")
 STATUSES = ("pending", "training", "done")
+#: checkpoint folder layout: 1 = ``models/<model>/step_<N>`` (one seed, runs from before seeds);
+#: 2 = ``models/<model>/seed_<s>/step_<N>`` (what mechrare writes now)
+LAYOUTS = (1, 2)
+LAYOUT = 2
 
 
 @dataclass
@@ -75,6 +79,8 @@ class ModelRecord:
     device: str | None = None
     final_step: int | None = None
     width: int | None = None  # toy runs: encoder width
+    #: the training seeds whose run finished (``status`` is ``done`` once every seed of the run is)
+    seeds_done: list[int] = field(default_factory=list)
 
     def validate(self, path: str) -> None:
         require(self.n_params >= 0, f"{path}.n_params", f"must be >= 0, got {self.n_params}")
@@ -98,8 +104,16 @@ class Manifest:
     sequence_length: int | None = None
     batch_size: int | None = None
     background_entropy: float | None = None
+    #: the training seeds (a manifest from before seeds has one: [0])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    #: checkpoint folder layout (see LAYOUTS); a manifest without it is from before seeds (1)
+    layout: int = 1
 
     def validate(self, path: str) -> None:
+        require(len(self.seeds) >= 1 and len(set(self.seeds)) == len(self.seeds) and min(self.seeds) >= 0,
+                f"{path}seeds", f"must be distinct seeds >= 0, got {self.seeds}")
+        require(self.layout in LAYOUTS, f"{path}layout", f"must be one of {LAYOUTS}, got {self.layout}")
+        require(self.layout == 2 or self.seeds == [0], f"{path}seeds", "a layout-1 run folder holds seed 0 only")
         require(self.schema == SCHEMA_VERSION, f"{path}schema", f"is {self.schema}, this mechrare reads {SCHEMA_VERSION}")
         require(self.kind in KINDS, f"{path}kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
         require(self.tokens_per_step >= 1, f"{path}tokens_per_step", f"must be >= 1, got {self.tokens_per_step}")
@@ -153,4 +167,5 @@ def _safe_name(name: str) -> bool:
 def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> Manifest:
     """A fresh manifest (schema, version and creation time filled in)."""
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    fields.setdefault("layout", LAYOUT)
     return Manifest(name=name, seed=int(config.get("seed", 0)), config=config, created=created, **fields)

@@ -1,4 +1,4 @@
-"""metrics.nc: eval loss and accuracy per (model, step, task), and train loss.
+"""metrics.nc: eval loss and accuracy per (model, seed, step, task), and train loss.
 
 Built from the ``mechrare.json`` of every checkpoint on disk, so it is a pure
 function of the run folder: rebuilding it after a resume gives the same file.
@@ -32,25 +32,27 @@ def build_metrics(run: str | Path | RunFolder):
     models = store.models()
     tasks = manifest.tasks
     task_names = [t.name for t in tasks]
-    steps = sorted({s for m in models for s in store.steps(m)} | set(manifest.checkpoint_steps))
-    shape = (len(models), len(steps), len(task_names))
+    seeds = store.seeds()
+    steps = sorted({s for m in models for seed in store.seeds(m) for s in store.steps(m, seed)} | set(manifest.checkpoint_steps))
+    shape = (len(models), len(seeds), len(steps), len(task_names))
     loss = np.full(shape, np.nan)
     acc = np.full(shape, np.nan)
-    train_loss = np.full(shape[:2], np.nan)
-    bg_loss = np.full(shape[:2], np.nan)
+    train_loss = np.full(shape[:3], np.nan)
+    bg_loss = np.full(shape[:3], np.nan)
     step_index = {s: i for i, s in enumerate(steps)}
     for mi, model in enumerate(models):
-        for step in store.steps(model):
-            info = store.info(model, step)
-            si = step_index[step]
-            for ti, name in enumerate(task_names):
-                if name in info.get("eval", {}):
-                    loss[mi, si, ti] = info["eval"][name]["loss"]
-                    acc[mi, si, ti] = info["eval"][name]["accuracy"]
-            train_loss[mi, si] = _nan(info.get("train_loss"))
-            bg_loss[mi, si] = _nan(info.get("background_loss"))
+        for ki, seed in enumerate(seeds):
+            for step in store.steps(model, seed):
+                info = store.info(model, step, seed)
+                si = step_index[step]
+                for ti, name in enumerate(task_names):
+                    if name in info.get("eval", {}):
+                        loss[mi, ki, si, ti] = info["eval"][name]["loss"]
+                        acc[mi, ki, si, ti] = info["eval"][name]["accuracy"]
+                train_loss[mi, ki, si] = _nan(info.get("train_loss"))
+                bg_loss[mi, ki, si] = _nan(info.get("background_loss"))
     coords = {
-        **series_coords(store, models, steps),
+        **series_coords(store, models, steps, seeds),
         "task": task_names,
         "share": ("task", [t.share for t in tasks]),
         "complexity": ("task", [t.complexity for t in tasks]),
@@ -58,10 +60,10 @@ def build_metrics(run: str | Path | RunFolder):
     }
     ds = xr.Dataset(
         {
-            "loss": (("model", "step", "task"), loss),
-            "accuracy": (("model", "step", "task"), acc),
-            "train_loss": (("model", "step"), train_loss),
-            "background_loss": (("model", "step"), bg_loss),
+            "loss": (("model", "seed", "step", "task"), loss),
+            "accuracy": (("model", "seed", "step", "task"), acc),
+            "train_loss": (("model", "seed", "step"), train_loss),
+            "background_loss": (("model", "seed", "step"), bg_loss),
         },
         coords=coords,
         attrs=provenance("metrics"),

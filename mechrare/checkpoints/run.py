@@ -4,11 +4,14 @@
 
     RUN/
       manifest.json                 schema, resolved config, version, seed, models + status, checkpoint steps
-      metrics.nc                    eval loss / accuracy per (model, step, task); train loss
-      models/<model>/step_<N>/      a Hugging Face folder (+ tokenizer, mechrare.json)
-      models/<model>/resume/        latest full training state, for exact resume
+      metrics.nc                    eval loss / accuracy per (model, seed, step, task); train loss
+      models/<model>/seed_<s>/step_<N>/   a Hugging Face folder (+ tokenizer, mechrare.json)
+      models/<model>/seed_<s>/resume/     latest full training state, for exact resume
       analyses/<analysis>.nc
       report/
+
+A run folder written before seeds existed (manifest ``layout`` 1) keeps its
+checkpoints at ``models/<model>/step_<N>/`` and reads as seed 0.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def mechrare_version() -> str:
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._layout: int | None = None
 
     # -- paths ---------------------------------------------------------------
     @property
@@ -48,11 +52,26 @@ class RunFolder:
     def model_dir(self, model: str) -> Path:
         return self.path / "models" / model
 
-    def step_dir(self, model: str, step: int) -> Path:
-        return self.model_dir(model) / f"step_{step}"
+    @property
+    def layout(self) -> int:
+        """The manifest's checkpoint layout (fixed when the folder is created)."""
+        if self._layout is None:
+            self._layout = self.read_manifest().layout
+        return self._layout
 
-    def resume_dir(self, model: str) -> Path:
-        return self.model_dir(model) / "resume"
+    def seed_dir(self, model: str, seed: int = 0) -> Path:
+        """Where one training seed of ``model`` keeps its checkpoints and resume state."""
+        if self.layout == 1:
+            if seed != 0:
+                raise RunFolderError(f"{self.path}: this run folder predates seeds and holds seed 0 only, not seed {seed}")
+            return self.model_dir(model)
+        return self.model_dir(model) / f"seed_{seed}"
+
+    def step_dir(self, model: str, step: int, seed: int = 0) -> Path:
+        return self.seed_dir(model, seed) / f"step_{step}"
+
+    def resume_dir(self, model: str, seed: int = 0) -> Path:
+        return self.seed_dir(model, seed) / "resume"
 
     def analysis_path(self, name: str) -> Path:
         return self.path / "analyses" / f"{name}.nc"
@@ -88,9 +107,9 @@ class RunFolder:
         return manifest
 
     # -- checkpoints on disk ----------------------------------------------------
-    def complete_steps(self, model: str) -> list[int]:
+    def complete_steps(self, model: str, seed: int = 0) -> list[int]:
         """Steps whose folder is whole (renamed into place, with mechrare.json)."""
-        folder = self.model_dir(model)
+        folder = self.seed_dir(model, seed)
         if not folder.is_dir():
             return []
         steps = []

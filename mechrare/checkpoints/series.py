@@ -1,12 +1,14 @@
 """The checkpoint-series interface that every analysis reads.
 
-A *checkpoint series* is a set of models, each with checkpoints at some
-training steps. For each (model, step) it gives a path, a fingerprint (the
+A *checkpoint series* is a set of models, each trained under one or more
+seeds, each with checkpoints at some training steps. For each (model, step,
+seed) it gives a path, a fingerprint (the
 sha256 of the weights as recorded when they were written), a verified load as
 a Hugging Face model or a transformer_lens ``TransformerBridge``, the raw
 weights, and the tokenizer. A mechrare run folder is one provider
 (:class:`~mechrare.checkpoints.store.CheckpointStore`); others only need to
-implement the abstract methods.
+implement the abstract methods. A series with one training run per model
+has one seed, 0 (the default of every ``seed`` argument).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Checkpoint:
     tokens: int | None  # training tokens seen, where known
     path: Path
     fingerprint: str  # sha256 of the weights, as recorded when written
+    seed: int = 0  # the training seed
 
 
 @contextmanager
@@ -44,14 +47,18 @@ def quiet_transformers():
 
 
 class CheckpointSeries(ABC):
-    """Models x steps of checkpoints, loaded and verified by (model, step)."""
+    """Models x seeds x steps of checkpoints, loaded and verified by (model, step, seed)."""
 
     @abstractmethod
     def models(self) -> list[str]:
         """Model names, in the series' order."""
 
+    def seeds(self, model: str | None = None) -> list[int]:
+        """The training seeds of ``model`` (of the series when None) that have checkpoints."""
+        return [0]
+
     @abstractmethod
-    def steps(self, model: str) -> list[int]:
+    def steps(self, model: str, seed: int = 0) -> list[int]:
         """Steps with a whole checkpoint, ascending."""
 
     @abstractmethod
@@ -63,60 +70,64 @@ class CheckpointSeries(ABC):
         """Training tokens per step (None where unknown)."""
 
     @abstractmethod
-    def path(self, model: str, step: int) -> Path:
+    def path(self, model: str, step: int, seed: int = 0) -> Path:
         """The checkpoint's folder (a Hugging Face model folder with its tokenizer)."""
 
     @abstractmethod
-    def fingerprint(self, model: str, step: int) -> str:
+    def fingerprint(self, model: str, step: int, seed: int = 0) -> str:
         """The recorded sha256 of the checkpoint's weights."""
 
     @abstractmethod
-    def verify(self, model: str, step: int) -> None:
+    def verify(self, model: str, step: int, seed: int = 0) -> None:
         """Raise ChecksumError if the files on disk are not the ones recorded."""
 
     # -- built on the above ------------------------------------------------------------
-    def checkpoint(self, model: str, step: int) -> Checkpoint:
+    def checkpoint(self, model: str, step: int, seed: int = 0) -> Checkpoint:
         per = self.tokens_per_step()
-        return Checkpoint(model, step, None if per is None else step * per, self.path(model, step), self.fingerprint(model, step))
+        tokens = None if per is None else step * per
+        return Checkpoint(model, step, tokens, self.path(model, step, seed), self.fingerprint(model, step, seed), seed)
 
-    def iter_checkpoints(self, models: list[str] | None = None, steps: list[int] | None = None) -> Iterator[Checkpoint]:
-        """Every checkpoint of ``models`` (all), restricted to ``steps`` where given."""
+    def iter_checkpoints(self, models: list[str] | None = None, steps: list[int] | None = None,
+                         seeds: list[int] | None = None) -> Iterator[Checkpoint]:
+        """Every checkpoint of ``models`` (all) and ``seeds`` (all), restricted to ``steps`` where given."""
         wanted = None if steps is None else set(steps)
         for model in models or self.models():
-            for step in self.steps(model):
-                if wanted is None or step in wanted:
-                    yield self.checkpoint(model, step)
+            for seed in self.seeds(model) if seeds is None else [s for s in seeds if s in self.seeds(model)]:
+                for step in self.steps(model, seed):
+                    if wanted is None or step in wanted:
+                        yield self.checkpoint(model, step, seed)
 
-    def load(self, model: str, step: int, *, device: str = "cpu", dtype=None, verify: bool = True):
+    def load(self, model: str, step: int, *, seed: int = 0, device: str = "cpu", dtype=None, verify: bool = True):
         """The checkpoint as a ``transformers`` causal LM in eval mode (weights verified first)."""
         from transformers import AutoModelForCausalLM
 
         if verify:
-            self.verify(model, step)
+            self.verify(model, step, seed)
         kwargs = {"dtype": dtype} if dtype is not None else {}
         with quiet_transformers():
-            hf = AutoModelForCausalLM.from_pretrained(self.path(model, step), **kwargs)
+            hf = AutoModelForCausalLM.from_pretrained(self.path(model, step, seed), **kwargs)
         return hf.to(device).eval()
 
-    def load_bridge(self, model: str, step: int, *, device: str = "cpu", verify: bool = True):
+    def load_bridge(self, model: str, step: int, *, seed: int = 0, device: str = "cpu", verify: bool = True):
         """The checkpoint in a transformer_lens ``TransformerBridge`` (offline; tokenizer from the folder)."""
         from transformer_lens.model_bridge import TransformerBridge
 
-        hf = self.load(model, step, device=device, verify=verify)
+        hf = self.load(model, step, seed=seed, device=device, verify=verify)
         with quiet_transformers():
-            return TransformerBridge.boot_transformers(str(self.path(model, step)), hf_model=hf, device=device)
+            return TransformerBridge.boot_transformers(str(self.path(model, step, seed)), hf_model=hf, device=device)
 
-    def state_dict(self, model: str, step: int, *, verify: bool = True) -> dict:
+    def state_dict(self, model: str, step: int, *, seed: int = 0, verify: bool = True) -> dict:
         """The checkpoint's weights as {name: tensor} (CPU), verified first."""
         from safetensors.torch import load_file
 
         if verify:
-            self.verify(model, step)
-        return load_file(str(self.path(model, step) / WEIGHTS))
+            self.verify(model, step, seed)
+        return load_file(str(self.path(model, step, seed) / WEIGHTS))
 
-    def tokenizer(self, model: str | None = None, step: int | None = None):
+    def tokenizer(self, model: str | None = None, step: int | None = None, seed: int | None = None):
         from transformers import AutoTokenizer
 
         model = model or self.models()[0]
-        step = self.steps(model)[0] if step is None else step
-        return AutoTokenizer.from_pretrained(self.path(model, step))
+        seed = self.seeds(model)[0] if seed is None else seed
+        step = self.steps(model, seed)[0] if step is None else step
+        return AutoTokenizer.from_pretrained(self.path(model, step, seed))

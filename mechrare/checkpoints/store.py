@@ -39,10 +39,22 @@ class CheckpointStore(CheckpointSeries):
         if model not in self.manifest.models:
             raise RunFolderError(f"{self.run.path}: no model {model!r}; models: {', '.join(self.models())}")
 
-    def steps(self, model: str) -> list[int]:
+    def seeds(self, model: str | None = None) -> list[int]:
+        """The run's training seeds (those of ``model`` that have a checkpoint on disk, when given)."""
+        if model is None:
+            return list(self.manifest.seeds)
+        self._check_model(model)
+        return [s for s in self.manifest.seeds if self.run.complete_steps(model, s)]
+
+    def _check_seed(self, seed: int) -> None:
+        if seed not in self.manifest.seeds:
+            raise RunFolderError(f"{self.run.path}: no seed {seed}; seeds: {', '.join(map(str, self.manifest.seeds))}")
+
+    def steps(self, model: str, seed: int = 0) -> list[int]:
         """Steps with a whole checkpoint on disk, ascending."""
         self._check_model(model)
-        return self.run.complete_steps(model)
+        self._check_seed(seed)
+        return self.run.complete_steps(model, seed)
 
     def n_params(self, model: str) -> int:
         self._check_model(model)
@@ -51,35 +63,36 @@ class CheckpointStore(CheckpointSeries):
     def tokens_per_step(self) -> int:
         return self.manifest.tokens_per_step
 
-    def path(self, model: str, step: int) -> Path:
+    def path(self, model: str, step: int, seed: int = 0) -> Path:
         self._check_model(model)
-        folder = self.run.step_dir(model, step)
+        self._check_seed(seed)
+        folder = self.run.step_dir(model, step, seed)
         if not (folder / "mechrare.json").is_file():
-            have = self.steps(model)
+            have = self.steps(model, seed)
             raise RunFolderError(
-                f"{folder}: no checkpoint of {model} at step {step}; available steps: "
+                f"{folder}: no checkpoint of {model}{'' if self.manifest.seeds == [0] else f' (seed {seed})'} at step {step}; available steps: "
                 f"{', '.join(map(str, have)) if have else 'none'}"
             )
         return folder
 
-    def info(self, model: str, step: int) -> dict[str, Any]:
+    def info(self, model: str, step: int, seed: int = 0) -> dict[str, Any]:
         """The checkpoint's mechrare.json (step, tokens, sha256, eval metrics)."""
-        path = self.path(model, step) / "mechrare.json"
+        path = self.path(model, step, seed) / "mechrare.json"
         try:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunFolderError(f"{path}: damaged checkpoint record ({exc}); delete the step folder and rerun `mechrare train`") from None
 
-    def fingerprint(self, model: str, step: int) -> str:
-        record = self.info(model, step).get("sha256", {})
+    def fingerprint(self, model: str, step: int, seed: int = 0) -> str:
+        record = self.info(model, step, seed).get("sha256", {})
         if WEIGHTS not in record:
-            raise RunFolderError(f"{self.path(model, step)}/mechrare.json: no sha256 recorded for {WEIGHTS}")
+            raise RunFolderError(f"{self.path(model, step, seed)}/mechrare.json: no sha256 recorded for {WEIGHTS}")
         return str(record[WEIGHTS])
 
-    def verify(self, model: str, step: int) -> None:
+    def verify(self, model: str, step: int, seed: int = 0) -> None:
         """Recompute every recorded sha256; raise ChecksumError on a mismatch."""
-        folder = self.path(model, step)
-        for name, expected in self.info(model, step)["sha256"].items():
+        folder = self.path(model, step, seed)
+        for name, expected in self.info(model, step, seed)["sha256"].items():
             target = folder / name
             if not target.is_file():
                 raise ChecksumError(f"{target}: file recorded in mechrare.json is missing")

@@ -1,8 +1,11 @@
 """The task mixture: per-task frequencies, placement and schedules, seeded batches.
 
-The batch at step ``s`` is a pure function of (config, seed, s): every model of
-a ladder sees the same sequences in the same order, and a resumed run needs no
-data-loader state.
+The batch at step ``s`` is a pure function of (config, seed, order, s): every
+model of a ladder trained under one training seed sees the same sequences in
+the same order, and a resumed run needs no data-loader state. ``order`` is the
+training seed (:meth:`Mixture.with_order`): it reshuffles the training stream
+and never changes the tasks, the vocabulary or the eval sets; order 0 is the
+stream of a run with one seed.
 
 Placement. ``inject`` (the paper's setup): the instance replaces the first
 tokens of a background sequence and is followed by ``<eos>`` and a fresh
@@ -49,6 +52,7 @@ class Mixture:
     def __init__(self, cfg: MixtureConfig, seed: int, path: str = "mixture"):
         self.cfg = cfg
         self.seed = seed
+        self.order = 0  # the training seed: which training stream batch() draws from
         self.background = MarkovSource(cfg.background, seed)
         words = self.background.tokens
         self.specs: list[TaskConfig] = list(cfg.tasks)
@@ -79,6 +83,16 @@ class Mixture:
         other = copy.copy(self)
         other.cfg = dataclasses.replace(self.cfg, upsample=merged)
         other._setup_weights(path)
+        return other
+
+    def with_order(self, order: int) -> "Mixture":
+        """This mixture with the training stream of training seed ``order`` (same tasks and eval sets)."""
+        import copy
+
+        if order == self.order:
+            return self
+        other = copy.copy(self)
+        other.order = int(order)
         return other
 
     # -- construction ---------------------------------------------------------
@@ -160,7 +174,8 @@ class Mixture:
 
     def batch(self, step: int, batch_size: int) -> Batch:
         length = self.cfg.sequence_length
-        rng = np.random.default_rng([self.seed, step, 0x5EED])
+        key = [self.seed, step, 0x5EED] if self.order == 0 else [self.seed, step, 0x5EED, self.order]
+        rng = np.random.default_rng(key)
         comp = self.components(step, batch_size, rng)
         background = self._word_ids[self.background.sample(rng, batch_size, length)]
         ids = background.copy()

@@ -66,8 +66,9 @@ class TaskSet(ABC):
         """Held-out non-task text ([rows, T] token ids), or None."""
         return None
 
-    def batches(self, model: str | None = None) -> BatchSource | None:
-        """The training batches (with task masks) ``model`` was trained on, or None where unknown."""
+    def batches(self, model: str | None = None, seed: int = 0) -> BatchSource | None:
+        """The training batches (with task masks) ``model`` was trained on under training seed
+        ``seed``, or None where unknown."""
         return None
 
     # -- shared helpers ----------------------------------------------------------------------
@@ -77,8 +78,8 @@ class TaskSet(ABC):
         except ValueError:
             raise ConfigError(f"no task {task!r}; tasks: {', '.join(self.names)}") from None
 
-    def require_batches(self, model: str | None, analysis: str) -> BatchSource:
-        source = self.batches(model)
+    def require_batches(self, model: str | None, analysis: str, seed: int = 0) -> BatchSource:
+        source = self.batches(model, seed)
         if source is None:
             raise ConfigError(f"{analysis}: needs the training batches of {model or 'the series'}, which this task set does not have")
         return source
@@ -133,5 +134,6 @@ class MixtureTaskSet(TaskSet):
     def background(self, rows: int = 256) -> np.ndarray:
         return self.mixture.background_eval(rows)
 
-    def batches(self, model: str | None = None) -> Mixture:
-        return self.model_mixtures.get(model, self.mixture) if model is not None else self.mixture
+    def batches(self, model: str | None = None, seed: int = 0) -> Mixture:
+        mixture = self.model_mixtures.get(model, self.mixture) if model is not None else self.mixture
+        return mixture.with_order(seed)

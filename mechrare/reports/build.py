@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import io
 import time
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class Report:
     summary: Path  # report/summary.md
     findings: list[Finding]
     figures: list[Rendered]
+    json: Path | None = None  # report/findings.json
 
     def table(self) -> str:
         """The findings as a Markdown table."""
@@ -88,18 +90,35 @@ def _write_text(path: Path, text: str) -> None:
 
 
 # -- Markdown ---------------------------------------------------------------------------------
+def effect_text(f: Finding) -> str:
+    """The decided-on effect: estimate [95% interval] (seeds), or a dash."""
+    if f.estimate != f.estimate:  # NaN
+        return "-"
+    ci = f" [{f.ci_low:+.3f}, {f.ci_high:+.3f}]" if f.ci_low == f.ci_low else " (no interval)"
+    return f"{f.estimate:+.3f}{ci}"
+
+
 def findings_markdown(findings: list[Finding]) -> str:
-    lines = ["| finding | status | measured |", "|---|---|---|"]
+    lines = ["| finding | status | effect [95% CI] | seeds | measured |", "|---|---|---|---|---|"]
     for f in findings:
-        lines.append(f"| {f.claim} | **{f.status}** | {f.evidence} |")
+        cells = [f.claim, f"**{f.status}**", effect_text(f), str(f.n_seeds or "-"), f.evidence]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
+
+
+def findings_json(data: RunData, findings: list[Finding]) -> str:
+    """report/findings.json: one record per finding (key, status, estimate, ci_low, ci_high, n_seeds, test, rule)."""
+    payload = {"run": data.manifest.name, "mechrare_version": __version__, "seeds": data.seeds,
+               "rare_task": data.rare_task, "common_task": data.common_task,
+               "findings": [f.to_dict() for f in findings]}
+    return json.dumps(payload, indent=2) + "\n"
 
 
 def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
     lines = [
         f"# mechrare report: {data.manifest.name or data.run.path.name}",
         "",
-        f"Run folder `{data.run.path}`; {len(data.models)} models; rare task **{data.rare_task}** "
+        f"Run folder `{data.run.path}`; {len(data.models)} models x {len(data.seeds)} training seed{'s' if len(data.seeds) != 1 else ''}; rare task **{data.rare_task}** "
         f"(share {data.shares[data.rare_task]:.3f}), common task **{data.common_task}** (share {data.shares[data.common_task]:.3f}).",
         "",
         "## Findings",
@@ -109,7 +128,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         "How each status was decided:",
         "",
     ]
-    lines += [f"- ({f.key}) {f.rule}" for f in findings]
+    lines += [f"- ({f.key}) {f.rule}" + (f" Test: {f.test}." if f.test else "") for f in findings]
     lines += ["", "## Models", "", model_table_markdown(data), "", "## Figures", ""]
     for r in figures:
         if r.png is None:
@@ -149,7 +168,7 @@ th{background:#f3f3f3} .holds{background:#dff3df;font-weight:600} .fails{backgro
 figure img{max-width:100%;border:1px solid #eee} figcaption{color:#444;font-size:.9em} .note{color:#777;font-style:italic}
 """
 
-STATUS_CLASS = {"holds": "holds", "does not hold": "fails", "not measured": "missing"}
+STATUS_CLASS = {"holds": "holds", "does not hold": "fails", "inconclusive": "missing", "not measured": "missing"}
 
 
 def _e(text: str) -> str:
@@ -160,10 +179,10 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
     name = data.manifest.name or data.run.path.name
     rows = "".join(
         f"<tr><td>{_e(f.claim)}</td><td class='{STATUS_CLASS.get(f.status, '')}'>{_e(f.status)}</td>"
-        f"<td>{_e(f.evidence)}</td></tr>"
+        f"<td>{_e(effect_text(f))}</td><td>{_e(f.n_seeds or '-')}</td><td>{_e(f.evidence)}</td></tr>"
         for f in findings
     )
-    rules = "".join(f"<li>({_e(f.key)}) {_e(f.rule)}</li>" for f in findings)
+    rules = "".join(f"<li>({_e(f.key)}) {_e(f.rule)}" + (f" Test: {_e(f.test)}." if f.test else "") + "</li>" for f in findings)
     header, mrows = model_rows(data)
     models = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in mrows
@@ -183,9 +202,9 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
 <style>{CSS}</style></head><body>
 <h1>Feature-retention report: {_e(name)}</h1>
 <p class="meta">rare task <b>{_e(data.rare_task)}</b> (share {data.shares[data.rare_task]:.3f}), common task
-<b>{_e(data.common_task)}</b> (share {data.shares[data.common_task]:.3f}); {len(data.models)} models; run folder {_e(data.run.path)}</p>
+<b>{_e(data.common_task)}</b> (share {data.shares[data.common_task]:.3f}); {len(data.models)} models x {len(data.seeds)} training seed(s); run folder {_e(data.run.path)}</p>
 <h2>Findings</h2>
-<table id="findings"><tr><th>finding</th><th>status</th><th>measured</th></tr>{rows}</table>
+<table id="findings"><tr><th>finding</th><th>status</th><th>effect [95% CI]</th><th>seeds</th><th>measured</th></tr>{rows}</table>
 <details><summary class="meta">how each status was decided</summary><ul class="meta">{rules}</ul></details>
 <h2>Models</h2><table>{models}</table>
 {''.join(figs)}
@@ -208,4 +227,6 @@ def build_report(run, progress: bool = True) -> Report:
     _write_text(summary, summary_markdown(data, findings, figures))
     index = folder / "index.html"
     _write_text(index, html_report(data, findings, figures))
-    return Report(index, summary, findings, figures)
+    record = folder / "findings.json"
+    _write_text(record, findings_json(data, findings))
+    return Report(index, summary, findings, figures, record)

@@ -87,11 +87,27 @@ class RunData:
     # -- common reads -------------------------------------------------------------------
     def final(self, var: str, model: str, task: str, last: int = 3) -> float:
         """Mean of ``metrics[var]`` over the model's last ``last`` checkpoints (less noisy
-        than the single final value)."""
-        series = self.metrics[var].sel(model=model, task=task).dropna("step")
-        if series.sizes["step"] == 0:
-            return float("nan")
-        return float(series.isel(step=slice(-last, None)).mean())
+        than the single final value), averaged over training seeds."""
+        values = self.final_by_seed(var, model, task, last)
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    @cached_property
+    def seeds(self) -> list[int]:
+        """The training seeds with metrics (a dataset without seeds reads as [0])."""
+        if self.metrics is not None and "seed" in self.metrics.dims:
+            return [int(s) for s in self.metrics.seed.values]
+        return [0]
+
+    def final_by_seed(self, var: str, model: str, task: str, last: int = 3) -> np.ndarray:
+        """:meth:`final` for each training seed ([seed]; NaN where a seed has no values)."""
+        da = self.metrics[var].sel(model=model, task=task)
+        if "seed" not in da.dims:
+            da = da.expand_dims(seed=[0])
+        out = []
+        for seed in da.seed.values:
+            series = da.sel(seed=seed).dropna("step")
+            out.append(float(series.isel(step=slice(-last, None)).mean()) if series.sizes["step"] else np.nan)
+        return np.array(out)
 
     def eval_examples(self, task: str) -> int:
         return int(self.manifest.task(task).eval_examples)
@@ -108,7 +124,7 @@ def steps_of(ds, model: str, var: str) -> tuple[np.ndarray, object]:
 def retention_events(ds) -> list[dict]:
     if "event" not in ds.dims or ds.sizes["event"] == 0:
         return []
-    keys = ("model", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
+    keys = ("model", "seed", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
     cols = {k: ds[f"event_{k}"].values for k in keys if f"event_{k}" in ds}
     return [
         {k: (str(v[i]) if v.dtype.kind in "US" else float(v[i])) for k, v in cols.items()}

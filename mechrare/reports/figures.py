@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from mechrare.reports.data import RunData, retention_events, steps_of
-from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, step_axis, task_title
+from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 
 
@@ -22,8 +22,7 @@ def draw_accuracy(data: RunData):
     for ax, task in zip(axes, data.tasks):
         for m in data.models:
             acc = ds.accuracy.sel(model=m, task=task)
-            ok = (~np.isnan(acc.values)) & (ds.tokens.values > 0)
-            ax.plot(ds.tokens.values[ok], acc.values[ok], label=model_label(data, m), **styles[m])
+            seed_band(ax, ds.tokens.values, acc, ds.tokens.values > 0, label=model_label(data, m), **styles[m])
         ax.set_xscale("log")
         ax.set_xlabel("training tokens")
         ax.set_ylim(-0.02, 1.02)
@@ -48,7 +47,7 @@ def draw_probes(data: RunData):
         for j, target in enumerate(targets):
             ax = axes[i, j]
             depth = "layer" if "layer" in ds.probe_score.dims else "block"
-            scores = ds.probe_score.sel(model=m, target=target).transpose(depth, "step").values
+            scores = seed_mean(ds.probe_score.sel(model=m, target=target)).transpose(depth, "step").values
             image = ax.imshow(scores, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="magma", interpolation="nearest")
             ticks = np.unique(np.linspace(0, len(steps) - 1, 5).astype(int))
             ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
@@ -72,14 +71,14 @@ def draw_neurons(data: RunData):
     colors = colormap("tab10")
     for ax, m in zip(axes, models):
         steps, claimed = steps_of(ds, m, "n_claimed")
-        counts = claimed.sum("block").transpose("task", "step").values
+        counts = seed_mean(claimed.sum("block")).transpose("task", "step").values
         x = np.arange(len(steps))
         ax.stackplot(x, counts, labels=tasks, colors=[colors(k) for k in range(len(tasks))], alpha=0.85)
         ticks = np.unique(np.linspace(0, len(steps) - 1, 6).astype(int))
         ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
         ax.set_xlabel("step (checkpoint index spacing)")
         n = int(ds.sizes["neuron"] * ds.sizes["block"])
-        ax.set_title(f"{m}: MLP neurons owned (of {n})", fontsize=10)
+        ax.set_title(f"{m}: MLP neurons owned (of {n}){', mean over seeds' if 'seed' in claimed.dims and claimed.sizes['seed'] > 1 else ''}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("neurons claimed")
     axes[0].legend(fontsize=7, loc="upper left")
@@ -94,9 +93,8 @@ def draw_cosine(data: RunData):
     fig, axes = grid(2, ncols=2, sharex=True)
     for m in [m for m in data.models if m in ds.model.values]:
         steps, cos = steps_of(ds, m, "grad_cosine")
-        axes[0].plot(steps, cos.sel(task=common, other_task=rare).values, label=model_label(data, m), **styles[m])
-        nt = ds.cos_nontask_ref.sel(model=m, task=rare).sel(step=steps).values
-        axes[1].plot(steps, nt, **styles[m])
+        seed_band(axes[0], steps, cos.sel(task=common, other_task=rare), label=model_label(data, m), **styles[m])
+        seed_band(axes[1], steps, ds.cos_nontask_ref.sel(model=m, task=rare).sel(step=steps), **styles[m])
     axes[0].set_title(f"cos(g {common}, g {rare}), held-out gradients", fontsize=10)
     axes[1].set_title(f"cos(g non-task, g {rare}) on {rare}'s top neurons", fontsize=10)
     for ax in axes:
@@ -137,7 +135,7 @@ def draw_timeline(data: RunData):
         if inter is not None and m in inter.model.values:
             twin = ax.twinx()
             steps, nt = steps_of(inter, m, "cos_nontask_ref")
-            twin.plot(steps, nt.sel(task=data.rare_task).values, color="tab:orange", lw=1.0, alpha=0.7)
+            twin.plot(steps, seed_mean(nt.sel(task=data.rare_task)).values, color="tab:orange", lw=1.0, alpha=0.7)
             twin.axhline(0, color="tab:orange", lw=0.5, ls=":")
             twin.set_ylabel(f"cos(g_nt, g {data.rare_task})", fontsize=7, color="tab:orange")
         ax.set_xlim(0, last * 1.05)
@@ -154,9 +152,8 @@ def draw_intervention(data: RunData):
         raise Skip("this run has no intervention model; add [[ladder.interventions]] (the quickstart has one)")
     fig, axes = grid(2, ncols=2, sharex=False)
     for m in data.models:
-        acc = ds.accuracy.sel(model=m, task=rare)
-        ok = (~np.isnan(acc.values)) & (ds.tokens.values > 0)
-        axes[0].plot(ds.tokens.values[ok], acc.values[ok], label=model_label(data, m), **styles[m])
+        seed_band(axes[0], ds.tokens.values, ds.accuracy.sel(model=m, task=rare), ds.tokens.values > 0,
+                  label=model_label(data, m), **styles[m])
     axes[0].set_xscale("log")
     axes[0].set_xlabel("training tokens")
     axes[0].set_ylabel(f"{rare} accuracy")
@@ -166,12 +163,15 @@ def draw_intervention(data: RunData):
     order = data.ladder + data.interventions
     finals = [data.final("accuracy", m, rare) for m in order]
     bars = axes[1].bar(range(len(order)), finals, color=[styles[m]["color"] for m in order])
+    for i, m in enumerate(order):  # each seed's final accuracy
+        per_seed = data.final_by_seed("accuracy", m, rare)
+        axes[1].plot(np.full(len(per_seed), i), per_seed, "o", color="black", ms=3)
     for bar, m in zip(bars, order):
         if data.intervention(m):
             bar.set_hatch("//")
             bar.set_edgecolor("black")
     axes[1].set_xticks(range(len(order)), order, rotation=20, fontsize=8)
-    axes[1].set_ylabel("final accuracy (mean of last 3 checkpoints)")
+    axes[1].set_ylabel("final accuracy (mean of last 3 checkpoints; dots: seeds)")
     axes[1].set_title("upsampled small model (hatched) vs the ladder", fontsize=10)
     axes[1].grid(alpha=0.3, axis="y")
     fig.tight_layout()
@@ -180,11 +180,12 @@ def draw_intervention(data: RunData):
 
 FIGURES.add("accuracy", FigureSpec(
     "Task accuracy against training tokens",
-    "Held-out exact-match accuracy per task; one line per model (dashed: interventions).",
+    "Held-out exact-match accuracy per task; one line per model (dashed: interventions), the mean over training "
+    "seeds, shaded from the lowest to the highest seed.",
     ("metrics",), draw_accuracy, order=10))
 FIGURES.add("probes", FigureSpec(
     "Probe score per layer and checkpoint",
-    "Held-out score of the linear probe for each task's answer, layer (y) by checkpoint (x), per model (row).",
+    "Held-out score of the linear probe for each task's answer, layer (y) by checkpoint (x), per model (row); mean over training seeds.",
     ("probes",), draw_probes, order=20))
 FIGURES.add("neurons", FigureSpec(
     "Neurons claimed per task",
@@ -192,7 +193,7 @@ FIGURES.add("neurons", FigureSpec(
     ("neurons",), draw_neurons, order=30, kinds=("ladder", "toy")))
 FIGURES.add("cosine", FigureSpec(
     "Common-vs-rare gradient cosine",
-    "Left: cosine between the common and the rare task's held-out loss gradients. "
+    "Mean over training seeds (shaded: lowest to highest seed). Left: cosine between the common and the rare task's held-out loss gradients. "
     "Right: the paper's protocol, cosine between the non-task training gradient and the rare task's gradient on its top neurons.",
     ("interference",), draw_cosine, order=40, kinds=("ladder", "toy")))
 FIGURES.add("timeline", FigureSpec(
@@ -202,5 +203,5 @@ FIGURES.add("timeline", FigureSpec(
     ("retention",), draw_timeline, order=50, kinds=("ladder", "toy")))
 FIGURES.add("intervention", FigureSpec(
     "Intervention: the rare task upsampled",
-    "Rare-task accuracy of the upsampled small model beside the ladder.",
+    "Rare-task accuracy of the upsampled small model beside the ladder (mean over seeds, shaded / dots: each seed).",
     ("metrics",), draw_intervention, order=60))

@@ -1,9 +1,19 @@
-"""The findings table: each of the paper's claims measured on this run.
+"""The findings table: each of the paper's claims tested on this run.
 
-Every finding is a function of the run's datasets that returns its status
-(``holds``, ``does not hold``, or ``not measured`` with the command that would
-measure it), the numbers behind it and the rule used to decide. None is
-asserted: a status is only ever read off the numbers.
+Every finding is a function of the run's datasets that returns its status, the
+effect it is decided on with its 95% interval (:mod:`mechrare.stats`: seeds
+and eval items), the test used and the rule, whose text is built from the same
+constants the code uses. Statuses:
+
+* ``holds``: the test rejects the null in the claim's direction;
+* ``does not hold``: the interval lies on the other side of the null (or the
+  rule's stated counter-condition is met);
+* ``inconclusive``: the interval includes the null, or the run has fewer
+  seeds than the test needs (``MIN_SEEDS``); the reason is given;
+* ``not measured``: a dataset is missing (the command that makes it is given).
+
+None is asserted: a status is only ever read off the numbers, and the rules
+were fixed before the numbers they decide were looked at.
 
 The rare task is the least frequent one, the common task the most frequent;
 "final" is the mean over a model's last three checkpoints. Ladder findings use
@@ -17,9 +27,14 @@ import json
 import numpy as np
 
 from mechrare.reports.data import RunData, retention_events
-from mechrare.reports.registry import FAILS, FINDINGS, HOLDS, MISSING, Finding, FindingSpec, applicable
+from mechrare.reports.registry import FAILS, FINDINGS, HOLDS, INCONCLUSIVE, MISSING, Finding, FindingSpec, applicable
+from mechrare.stats import MIN_SEEDS, Estimate, binomial_tail, clopper_pearson, contrast, slope_weights
 
-__all__ = ["FAILS", "FINDINGS", "HOLDS", "MISSING", "Finding", "finding", "measure_findings"]
+__all__ = ["FAILS", "FINDINGS", "HOLDS", "INCONCLUSIVE", "MISSING", "Finding", "finding", "measure_findings"]
+
+ALPHA = 0.05  # every finding's test level (two-sided 95% intervals)
+T_TEST = (f"mean over seeds +- t(0.975, seeds - 1) x sqrt(seed variance / seeds + binomial item variance); "
+          f"needs >= {MIN_SEEDS} seeds")
 
 
 def finding(key: str, order: int, kinds: tuple[str, ...] = ("ladder",)):
@@ -41,50 +56,100 @@ def _fmt(values: dict[str, float], digits: int = 3) -> str:
     return ", ".join(f"{m} {v:.{digits}f}" for m, v in values.items())
 
 
-def _monotone(values: list[float], decreasing: bool = False, tol: float = 0.0) -> bool:
-    diffs = np.diff(values) * (-1 if decreasing else 1)
-    return bool(np.all(diffs >= -tol))
+def _few_seeds(n: int) -> str:
+    return f"inconclusive: {n} seed{'s' if n != 1 else ''}, the test needs >= {MIN_SEEDS} (set ladder.seeds)"
+
+
+def _with(finding: Finding, est: Estimate, test: str) -> Finding:
+    finding.estimate, finding.ci_low, finding.ci_high, finding.n_seeds, finding.test = est.value, est.low, est.high, est.n_seeds, test
+    return finding
+
+
+def _accuracy_table(data: RunData, models: list[str], task: str) -> np.ndarray:
+    """[seed, model] final accuracies."""
+    return np.stack([data.final_by_seed("accuracy", m, task) for m in models], axis=1)
 
 
 # -- (a) ----------------------------------------------------------------------------------
+A_RULE = (
+    "slope = least-squares slope of the rare task's final accuracy on log10(n_params) over the ladder, per seed; "
+    "holds if its 95% interval lies above 0 and no step up the ladder is significantly lower (a step's 95% interval "
+    "of the accuracy difference lies below 0); does not hold if the slope's interval lies below 0 or a step is "
+    "significantly lower; else inconclusive"
+)
+
+
 @finding("a", 10)
 def rare_accuracy_rises_with_size(data: RunData) -> Finding:
     claim = "(a) At a fixed frequency, rare-task final accuracy rises with model size"
     rare = data.rare_task
-    rule = (
-        "holds if no step down the ladder is significant (each drop < 1 binomial s.e.) and the largest model "
-        "beats the smallest by > 2 s.e."
-    )
     if data.metrics is None or len(data.ladder) < 2:
-        return Finding("a", claim, MISSING, "needs metrics.nc and at least two ladder models (`mechrare train`)", rule)
-    acc = {m: data.final("accuracy", m, rare) for m in data.ladder}
+        return Finding("a", claim, MISSING, "needs metrics.nc and at least two ladder models (`mechrare train`)", A_RULE)
+    table = _accuracy_table(data, data.ladder, rare)
     n = max(data.eval_examples(rare), 1)
-    p = float(np.nanmean(list(acc.values())))
-    se = float(np.sqrt(max(p * (1 - p), 1e-4) / n))
-    values = list(acc.values())
-    ok = _monotone(values, tol=se) and values[-1] - values[0] > 2 * se * np.sqrt(2)
-    evidence = f"{rare} final accuracy: {_fmt(acc)} (s.e. {se:.3f}, {n} eval items)"
-    return Finding("a", claim, HOLDS if ok else FAILS, evidence, rule)
+    x = np.log10([data.n_params(m) for m in data.ladder])
+    slope = contrast(table, slope_weights(x), n)
+    steps = []
+    for i in range(len(data.ladder) - 1):
+        w = np.zeros(len(data.ladder))
+        w[i], w[i + 1] = -1, 1
+        steps.append(contrast(table, w, n))
+    means = np.nanmean(table, axis=0)
+    evidence = (f"{rare} final accuracy ({n} eval items, {slope.n_seeds} seed{'s' if slope.n_seeds != 1 else ''}): "
+                + ", ".join(f"{m} {v:.3f}" for m, v in zip(data.ladder, means))
+                + f"; slope per decade of params {slope.text()}; steps up: " + ", ".join(e.text() for e in steps))
+    f = Finding("a", claim, INCONCLUSIVE, evidence, A_RULE)
+    if slope.n_seeds < MIN_SEEDS:
+        f.evidence += "; " + _few_seeds(slope.n_seeds)
+    elif slope.below(0) or any(e.below(0) for e in steps):
+        f.status = FAILS
+    elif slope.above(0):
+        f.status = HOLDS
+    return _with(f, slope, "slope: " + T_TEST)
 
 
 # -- (b) ----------------------------------------------------------------------------------
+B_RULE = (
+    "per (ladder model, seed): the common task's claim_step vs the rare task's, as earlier / tie / later / rare "
+    "never claimed / common never claimed; win = common strictly earlier and the rare task claims at some step "
+    "(never claimed is not a win, ties are ties). Holds if the 95% Clopper-Pearson interval of the win fraction "
+    "lies above 0.5 and no pair has the rare task earlier; does not hold if it lies below 0.5; else inconclusive"
+)
+
+
 @finding("b", 20)
 def common_claims_first(data: RunData) -> Finding:
     claim = "(b) Common tasks reach their claim_step before rare tasks"
     common, rare = data.common_task, data.rare_task
     ds = data.get("neurons")
-    rule = f"holds if claim_step({common}) < claim_step({rare}) in every ladder model (never claimed counts as last)"
     if ds is None or not data.ladder:
-        return Finding("b", claim, MISSING, "needs neurons.nc (`mechrare analyze RUN --only neurons`)", rule)
-    parts, wins = [], 0
+        return Finding("b", claim, MISSING, "needs neurons.nc (`mechrare analyze RUN --only neurons`)", B_RULE)
+    kinds = {"earlier": 0, "tie": 0, "later": 0, "rare never": 0, "common never": 0}
+    per_model = []
+    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [None]
     for m in data.ladder:
-        c = float(ds.claim_step.sel(model=m, task=common))
-        r = float(ds.claim_step.sel(model=m, task=rare))
-        first = (np.inf if np.isnan(c) else c) < (np.inf if np.isnan(r) else r)
-        wins += first
-        parts.append(f"{m} {_step(c)} vs {_step(r)}")
-    evidence = f"claim_step {common} vs {rare}: " + "; ".join(parts) + f" (earlier in {wins} of {len(data.ladder)})"
-    return Finding("b", claim, HOLDS if wins == len(data.ladder) else FAILS, evidence, rule)
+        marks = []
+        for seed in seeds:
+            row = ds.claim_step.sel(model=m) if seed is None else ds.claim_step.sel(model=m, seed=seed)
+            c, r = float(row.sel(task=common)), float(row.sel(task=rare))
+            kind = ("rare never" if np.isnan(r) else "common never" if np.isnan(c)
+                    else "earlier" if c < r else "tie" if c == r else "later")
+            kinds[kind] += 1
+            marks.append(f"{_step(c)} vs {_step(r)}")
+        per_model.append(f"{m} " + ", ".join(marks))
+    pairs = sum(kinds.values())
+    wins = kinds["earlier"]
+    low, high = clopper_pearson(wins, pairs)
+    evidence = (f"claim_step {common} vs {rare} per seed: " + "; ".join(per_model)
+                + f"; common earlier in {wins} of {pairs} pairs (" + ", ".join(f"{k} {v}" for k, v in kinds.items() if v) + ")")
+    f = Finding("b", claim, INCONCLUSIVE, evidence, B_RULE)
+    n_seeds = len(seeds)
+    if low > 0.5 and kinds["later"] == 0:
+        f.status = HOLDS
+    elif high < 0.5:
+        f.status = FAILS
+    est = Estimate(wins / pairs if pairs else np.nan, low, high, n_seeds)
+    return _with(f, est, "win fraction over (model, seed) pairs, exact Clopper-Pearson 95% interval")
 
 
 def _step(value: float) -> str:
@@ -92,107 +157,150 @@ def _step(value: float) -> str:
 
 
 # -- (c) ----------------------------------------------------------------------------------
+C_RULE = (
+    "per seed of the smallest ladder model: an overwrite event = the rare task's held-out accuracy rose above "
+    f"chance and then fell, each by more than binomial noise on its eval items allows (retention's calibrated "
+    f"tests, false-positive rate alpha per series). Holds if the number of seeds with an event is significant "
+    f"against each seed firing at rate alpha (exact binomial test, p < {ALPHA}); does not hold if no seed has an "
+    f"event; else inconclusive, and inconclusive with fewer than {MIN_SEEDS} seeds. Events of the uncalibrated "
+    "signals (probe, neurons, SAE) are listed and never decide"
+)
+
+
 @finding("c", 30)
 def smallest_model_overwrites(data: RunData) -> Finding:
     claim = "(c) In the smallest model, some rare-task signal rises and is then overwritten"
     ds = data.get("retention")
-    rule = (
-        "holds if, in the smallest ladder model, the rare task's held-out accuracy rose above chance and then fell, "
-        "each by more than binomial noise on its eval items allows (retention's calibrated tests, false-positive "
-        "rate alpha per series); events of the uncalibrated signals (probe, neurons, SAE) are listed and never decide"
-    )
     if ds is None or not data.ladder:
-        return Finding("c", claim, MISSING, "needs retention.nc (`mechrare analyze RUN --only retention`)", rule)
+        return Finding("c", claim, MISSING, "needs retention.nc (`mechrare analyze RUN --only retention`)", C_RULE)
     small, rare = data.ladder[0], data.rare_task
     calibrated = [str(s) for s in ds.signal.values if "calibrated" in ds and bool(ds.calibrated.sel(signal=s))]
     if not calibrated or small not in ds.model.values:
-        return Finding("c", claim, MISSING, "needs retention.nc with calibrated accuracy tests (`mechrare analyze RUN --only retention`)", rule)
+        return Finding("c", claim, MISSING, "needs retention.nc with calibrated accuracy tests (`mechrare analyze RUN --only retention`)", C_RULE)
     alpha = float(json.loads(ds.attrs.get("analysis_config", "{}")).get("alpha", 0.05))
+    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [0]
+    sig = calibrated[0]
+    parts, fired, drops = [], 0, []
+    for seed in seeds:
+        row = ds.sel(model=small, task=rare, signal=sig)
+        row = row.sel(seed=seed) if "seed" in row.dims else row
+        p_learn, p_over = float(row.p_learned), float(row.p_overwrite)
+        event = p_learn <= alpha and p_over <= alpha
+        fired += event
+        drops.append(float(row.peak_value) - float(row.final_value) if p_learn <= alpha else np.nan)
+        if p_learn > alpha:
+            parts.append(f"seed {seed}: never above chance (p_learned {p_learn:.3f})")
+        elif not event:
+            parts.append(f"seed {seed}: learned by {float(row.learned_step):.0f}, no drop beyond noise (p_overwrite {p_over:.3f}; "
+                         f"peak {float(row.peak_value):.3f}, final {float(row.final_value):.3f})")
+        else:
+            parts.append(f"seed {seed}: peak {float(row.peak_value):.3f} at {float(row.peak_step):.0f} -> overwritten at "
+                         f"{float(row.overwrite_step):.0f} (final {float(row.final_value):.3f}; p_overwrite {p_over:.3f})")
     others = [e for e in retention_events(ds) if e["model"] == small and e["task"] == rare and e["signal"] not in calibrated]
     context = "; uncalibrated signals with an event: " + (", ".join(
-        f"{e['signal']} {e['peak_step']:.0f} -> {e['overwrite_step']:.0f}" for e in others) if others else "none")
-    parts, status = [], FAILS
-    for sig in calibrated:
-        row = ds.sel(model=small, task=rare, signal=sig)
-        p_learn, p_over = float(row.p_learned), float(row.p_overwrite)
-        if p_learn > alpha:
-            parts.append(f"{sig}: never above chance {float(ds.chance.sel(task=rare)):.3f} (p_learned {p_learn:.3f})")
-        elif p_over > alpha:
-            parts.append(f"{sig}: learned by step {float(row.learned_step):.0f} (p {p_learn:.3f}), no drop beyond noise "
-                         f"(p_overwrite {p_over:.3f}; peak {float(row.peak_value):.3f}, final {float(row.final_value):.3f})")
-        else:
-            status = HOLDS
-            parts.append(f"{sig}: learned by step {float(row.learned_step):.0f}, peak {float(row.peak_value):.3f} at "
-                         f"{float(row.peak_step):.0f} -> overwritten at {float(row.overwrite_step):.0f} "
-                         f"(final {float(row.final_value):.3f}; p_overwrite {p_over:.3f})")
+        f"{e['signal']} seed {e.get('seed', 0):.0f} {e['peak_step']:.0f} -> {e['overwrite_step']:.0f}" for e in others) if others else "none")
+    k = len(seeds)
+    p = binomial_tail(fired, k, alpha) if fired else 1.0
     n = int(ds.eval_items.sel(task=rare)) if "eval_items" in ds.coords else 0
-    return Finding("c", claim, status, f"{small} / {rare} ({n} eval items, alpha {alpha:g}): " + "; ".join(parts) + context, rule)
+    evidence = (f"{small} / {rare} ({n} eval items, alpha {alpha:g}): {sig} overwritten in {fired} of {k} seeds "
+                f"(binomial p {p:.3f}); " + "; ".join(parts) + context)
+    f = Finding("c", claim, INCONCLUSIVE, evidence, C_RULE)
+    if k < MIN_SEEDS:
+        f.evidence += "; " + _few_seeds(k)
+    elif p < ALPHA:
+        f.status = HOLDS
+    elif fired == 0:
+        f.status = FAILS
+    low, high = clopper_pearson(fired, k)
+    return _with(f, Estimate(fired / k, low, high, k), "fraction of seeds with an overwrite event (Clopper-Pearson); "
+                 f"status: exact binomial test of the count against alpha {alpha:g} per seed")
 
 
 # -- (d) ----------------------------------------------------------------------------------
-def interference_by_model(data: RunData) -> dict[str, tuple[float, float]]:
-    """Per ladder model: (mean -cos(g_common, g_rare) over checkpoints after step 0,
+def interference_by_model(data: RunData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per ladder model, per seed: (mean -cos(g_common, g_rare) over checkpoints after step 0,
     summed loss_change of the rare task caused by the common task's updates)."""
     ds = data.analyses["interference"]
     common, rare = data.common_task, data.rare_task
+    if "seed" not in ds.dims:
+        ds = ds.expand_dims(seed=[0])
     out = {}
     for m in data.ladder:
-        cos = ds.grad_cosine.sel(model=m, task=common, other_task=rare)
-        cos = cos.where(cos.step > 0).values
-        lc = ds.loss_change.sel(model=m, task=rare, other_task=common).values
-        out[m] = (float(-np.nanmean(cos)), float(np.nansum(lc)))
+        here = ds.sel(model=m)
+        cos = here.grad_cosine.sel(task=common, other_task=rare)
+        cos = cos.where(cos.step > 0).transpose("seed", "step").values
+        lc = here.loss_change.sel(task=rare, other_task=common).transpose("seed", "step").values
+        out[m] = (-np.nanmean(cos, axis=1), np.nansum(lc, axis=1))
     return out
+
+
+D_RULE = (
+    "interference = -mean over checkpoints (after step 0) of cos(g_common, g_rare), held-out gradients, per seed; "
+    "its least-squares slope on log10(n_params) over the ladder; holds if the slope's 95% interval lies below 0 "
+    "(less interference in larger models), does not hold if it lies above 0, else inconclusive. The summed "
+    "loss_change is shown and does not decide (its sign is sampling noise between checkpoints)"
+)
 
 
 @finding("d", 40)
 def interference_lower_when_larger(data: RunData) -> Finding:
-    claim = "(d) Common-rare gradient interference (negative cosine or loss_change) is lower in larger models"
-    rule = (
-        "holds if, going up the ladder, both -mean cos(g_common, g_rare) and the summed loss_change of the rare "
-        "task from the common task's updates never rise"
-    )
+    claim = "(d) Common-rare gradient interference (negative cosine) is lower in larger models"
     if "interference" not in data.analyses or len(data.ladder) < 2:
-        return Finding("d", claim, MISSING, "needs interference.nc (`mechrare analyze RUN --only interference`)", rule)
+        return Finding("d", claim, MISSING, "needs interference.nc (`mechrare analyze RUN --only interference`)", D_RULE)
     by = interference_by_model(data)
-    neg_cos = [v[0] for v in by.values()]
-    lc = [v[1] for v in by.values()]
-    ok = _monotone(neg_cos, decreasing=True) and _monotone(lc, decreasing=True)
+    table = np.stack([by[m][0] for m in data.ladder], axis=1)
+    x = np.log10([data.n_params(m) for m in data.ladder])
+    slope = contrast(table, slope_weights(x))
     evidence = (
         f"-mean cos({data.common_task}, {data.rare_task}): "
-        + ", ".join(f"{m} {v[0]:+.3f}" for m, v in by.items())
-        + "; summed loss_change(rare <- common): "
-        + ", ".join(f"{m} {v[1]:+.3f}" for m, v in by.items())
+        + ", ".join(f"{m} {np.nanmean(v[0]):+.3f}" for m, v in by.items())
+        + f"; slope per decade {slope.text()}; summed loss_change(rare <- common): "
+        + ", ".join(f"{m} {np.nanmean(v[1]):+.3f}" for m, v in by.items())
     )
-    return Finding("d", claim, HOLDS if ok else FAILS, evidence, rule)
+    f = Finding("d", claim, INCONCLUSIVE, evidence, D_RULE)
+    if slope.n_seeds < MIN_SEEDS:
+        f.evidence += "; " + _few_seeds(slope.n_seeds)
+    elif slope.below(0):
+        f.status = HOLDS
+    elif slope.above(0):
+        f.status = FAILS
+    return _with(f, slope, "slope: mean over seeds +- t(0.975, seeds - 1) x seed s.e.; "
+                 f"needs >= {MIN_SEEDS} seeds")
 
 
 # -- (e) ----------------------------------------------------------------------------------
+E_RULE = (
+    "closed = final rare accuracy of the upsampled model minus half the sum of its base model's and the largest "
+    "ladder model's (> 0: more than half the gap closed), paired by seed; holds if its 95% interval lies above 0, "
+    "does not hold if it lies below 0, else inconclusive. The rescue up - base is shown with its interval"
+)
+
+
 @finding("e", 50)
 def upsampling_closes_the_gap(data: RunData) -> Finding:
     claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
     rare = data.rare_task
-    rule = (
-        "gap = final rare accuracy of the largest ladder model minus the intervention's base model; holds if the "
-        "upsampled model closes at least half of it"
-    )
     chosen = [m for m in data.interventions if rare in data.intervention(m).upsample]
     if data.metrics is None or not chosen or len(data.ladder) < 2:
         how = "add `[[ladder.interventions]]` with the rare task upsampled (the quickstart has one)"
-        return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", rule)
+        return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", E_RULE)
     up = chosen[0]
     base, large = data.intervention(up).base, data.ladder[-1]
     if base not in data.ladder:
-        return Finding("e", claim, MISSING, f"the intervention's base model {base} is not in this run's ladder", rule)
-    acc = {m: data.final("accuracy", m, rare) for m in (base, up, large)}
-    gap = acc[large] - acc[base]
+        return Finding("e", claim, MISSING, f"the intervention's base model {base} is not in this run's ladder", E_RULE)
+    table = _accuracy_table(data, [base, up, large], rare)
+    n = max(data.eval_examples(rare), 1)
+    closed = contrast(table, [-0.5, 1.0, -0.5], n)
+    rescue = contrast(table, [-1.0, 1.0, 0.0], n)
+    means = np.nanmean(table, axis=0)
     factor = data.intervention(up).upsample[rare]
-    evidence = f"{rare} final accuracy: {base} {acc[base]:.3f}, {up} (x{factor:g}) {acc[up]:.3f}, {large} {acc[large]:.3f}"
-    if gap <= 0:
-        return Finding("e", claim, FAILS, evidence + f"; no gap to close ({large} is not ahead of {base})", rule)
-    closed = (acc[up] - acc[base]) / gap
-    evidence += f"; {closed:.1%} of the gap to {large} closed"
-    bigger = [m for m in data.ladder if data.n_params(m) > data.n_params(base)]
-    if bigger and bigger[0] != large:  # context: the next size up
-        nxt = bigger[0]
-        evidence += f" ({nxt}: {data.final('accuracy', nxt, rare):.3f})"
-    return Finding("e", claim, HOLDS if closed >= 0.5 else FAILS, evidence, rule)
+    evidence = (f"{rare} final accuracy: {base} {means[0]:.3f}, {up} (x{factor:g}) {means[1]:.3f}, {large} {means[2]:.3f}; "
+                f"up - (base + {large}) / 2 = {closed.text()}; rescue up - base = {rescue.text()}")
+    f = Finding("e", claim, INCONCLUSIVE, evidence, E_RULE)
+    if closed.n_seeds < MIN_SEEDS:
+        f.evidence += "; " + _few_seeds(closed.n_seeds)
+    elif closed.above(0):
+        f.status = HOLDS
+    elif closed.below(0):
+        f.status = FAILS
+    return _with(f, closed, "paired contrast: " + T_TEST)

@@ -18,16 +18,21 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[str]]]:
+    """One row per (model, seed) with checkpoints: the last step and its held-out accuracy per task."""
     tasks = store.manifest.task_names
+    seeds = store.seeds()
     rows = []
     for model in store.models():
-        steps = store.steps(model)
-        if not steps:
-            rows.append([model, "-"] + ["-"] * len(tasks))
-            continue
-        evals = store.info(model, steps[-1]).get("eval", {})
-        rows.append([model, str(steps[-1])] + [f"{evals[t]['accuracy']:.3f}" if t in evals else "-" for t in tasks])
-    return ["model", "step"] + tasks, rows
+        have = store.seeds(model)
+        if not have:
+            rows.append([model, "-", "-"] + ["-"] * len(tasks))
+        for seed in have:
+            steps = store.steps(model, seed)
+            evals = store.info(model, steps[-1], seed).get("eval", {})
+            rows.append([model, str(seed), str(steps[-1])] + [f"{evals[t]['accuracy']:.3f}" if t in evals else "-" for t in tasks])
+    if len(seeds) == 1:
+        return ["model", "step"] + tasks, [r[:1] + r[2:] for r in rows]
+    return ["model", "seed", "step"] + tasks, rows
 
 
 def describe_run(path: str | Path, list_steps: bool = False) -> str:
@@ -36,7 +41,8 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
     if m.kind != "ladder":
         raise RunFolderError(f"{store.run.path}: a {m.kind} run has no checkpoints to list; open its report (`mechrare report {store.run.path}`)")
     out = [
-        f"run {store.run.path}  ({m.name}, mechrare {m.mechrare_version}, seed {m.seed})",
+        f"run {store.run.path}  ({m.name}, mechrare {m.mechrare_version}, seed {m.seed}, "
+        f"{len(m.seeds)} training seed{'s' if len(m.seeds) > 1 else ''}: {', '.join(map(str, m.seeds))})",
         f"  {m.batch_size} x {m.sequence_length} tokens/step, {m.config['train']['steps']} steps, "
         f"vocab {m.vocab_size}, {len(m.checkpoint_steps)} scheduled checkpoints, "
         f"background loss floor {m.background_entropy:.3f} nats",
@@ -59,13 +65,19 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
     ]
     rows = []
     for name, info in m.models.items():
-        steps = store.steps(name)
-        rows.append([name, f"{info.n_params:,}", info.status, len(steps), steps[-1] if steps else "-"])
-    out += [_table(["model", "params", "status", "checkpoints", "last"], rows), ""]
+        counts = [len(store.steps(name, seed)) for seed in m.seeds]
+        lasts = [store.steps(name, seed)[-1] for seed in m.seeds if store.steps(name, seed)]
+        done = len(info.seeds_done) if info.seeds_done else (len(m.seeds) if info.status == "done" else 0)
+        rows.append([name, f"{info.n_params:,}", info.status, f"{done}/{len(m.seeds)}",
+                     "/".join(map(str, sorted(set(counts)))), max(lasts) if lasts else "-"])
+    out += [_table(["model", "params", "status", "seeds done", "checkpoints", "last"], rows), ""]
     header, acc_rows = final_accuracy_rows(store)
     out += ["final held-out accuracy:", _table(header, acc_rows)]
     done = sorted(p.stem for p in (store.run.path / "analyses").glob("*.nc"))
     out += ["", f"analyses: {', '.join(done) if done else 'none yet (mechrare analyze ' + str(store.run.path) + ')'}"]
     if list_steps:
-        out += [""] + [f"{name}: {' '.join(map(str, store.steps(name)))}" for name in m.models]
+        out += [""] + [
+            f"{name}{'' if len(m.seeds) == 1 else f' seed {seed}'}: {' '.join(map(str, store.steps(name, seed)))}"
+            for name in m.models for seed in m.seeds
+        ]
     return "\n".join(out)

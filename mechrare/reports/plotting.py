@@ -66,3 +66,28 @@ def model_label(data, model: str) -> str:
 def task_title(data, task: str) -> str:
     tag = " (rare)" if task == data.rare_task else " (common)" if task == data.common_task else ""
     return f"{task}{tag}, share {data.shares[task]:.3f}"
+
+
+def seed_mean(da):
+    """``da`` averaged over training seeds (unchanged when it has none)."""
+    return da.mean("seed") if "seed" in da.dims else da
+
+
+def seed_band(ax, x, da, mask=None, label=None, **style) -> None:
+    """One line per model: the mean over training seeds, and with two or more seeds a shaded band
+    from the lowest to the highest seed. ``da``: a DataArray over (seed, step) or (step)."""
+    values = da.transpose("seed", ...).values if "seed" in da.dims else da.values[None]
+    values = values.reshape(values.shape[0], -1)
+    x = np.asarray(x)
+    keep = np.isfinite(values).any(axis=0) & (np.ones(len(x), bool) if mask is None else np.asarray(mask))
+    if not keep.any():
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a step where only some seeds have values
+        mean = np.nanmean(values[:, keep], axis=0)
+        low, high = np.nanmin(values[:, keep], axis=0), np.nanmax(values[:, keep], axis=0)
+    ax.plot(x[keep], mean, label=label, **style)
+    if values.shape[0] >= 2:
+        ax.fill_between(x[keep], low, high, color=style.get("color"), alpha=0.18, lw=0)

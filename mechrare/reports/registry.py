@@ -15,8 +15,8 @@ from typing import Callable
 
 from mechrare.registry import Registry
 
-HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
-STATUSES = (HOLDS, FAILS, MISSING)
+HOLDS, FAILS, INCONCLUSIVE, MISSING = "holds", "does not hold", "inconclusive", "not measured"
+STATUSES = (HOLDS, FAILS, INCONCLUSIVE, MISSING)
 
 
 @dataclass
@@ -26,6 +26,21 @@ class Finding:
     status: str  # one of STATUSES
     evidence: str  # the measured numbers, one line
     rule: str  # how the status was decided
+    #: the effect the status is decided on, with its 95% interval (NaN where there is none)
+    estimate: float = float("nan")
+    ci_low: float = float("nan")
+    ci_high: float = float("nan")
+    n_seeds: int = 0
+    test: str = ""  # the test used, in words
+
+    def to_dict(self) -> dict:
+        """The machine-readable row of report/findings.json (NaN as null)."""
+        def num(x):
+            return None if x is None or x != x else float(x)
+
+        return {"key": self.key, "claim": self.claim, "status": self.status, "estimate": num(self.estimate),
+                "ci_low": num(self.ci_low), "ci_high": num(self.ci_high), "n_seeds": int(self.n_seeds),
+                "test": self.test, "rule": self.rule, "evidence": self.evidence}
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,14 @@ class CheckpointCallback(Callback):
     and mechrare.json, renamed into place only once whole. An existing whole
     checkpoint (from before an interruption) is kept: the rerun is deterministic."""
 
-    def __init__(self, run: RunFolder, model_name: str, tokenizer):
+    def __init__(self, run: RunFolder, model_name: str, tokenizer, seed: int = 0):
         self.run = run
         self.model_name = model_name
         self.tokenizer = tokenizer
+        self.seed = seed
 
     def on_checkpoint(self, trainer: Trainer, info: dict[str, Any]) -> None:
-        folder = self.run.step_dir(self.model_name, info["step"])
+        folder = self.run.step_dir(self.model_name, info["step"], self.seed)
         if (folder / "mechrare.json").is_file():
             return
         with atomic_dir(folder) as tmp:
@@ -48,6 +49,7 @@ class CheckpointCallback(Callback):
             self.tokenizer.save_pretrained(str(tmp))
             record = {
                 "model": self.model_name,
+                "seed": self.seed,
                 **info,
                 "sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")},
                 "mechrare_version": mechrare_version(),
@@ -58,8 +60,8 @@ class CheckpointCallback(Callback):
 class ResumeCallback(Callback):
     """Saves the full training state every ``every`` steps and at the end."""
 
-    def __init__(self, run: RunFolder, model_name: str, every: int):
-        self.path = run.resume_dir(model_name) / RESUME_FILE
+    def __init__(self, run: RunFolder, model_name: str, every: int, seed: int = 0):
+        self.path = run.resume_dir(model_name, seed) / RESUME_FILE
         self.every = every
 
     def on_step_end(self, trainer: Trainer, loss) -> None:

@@ -1,4 +1,10 @@
-"""Train every model of a ladder into one run folder; rerunning resumes."""
+"""Train every model of a ladder, under each training seed, into one run folder; rerunning resumes.
+
+A training seed ``s`` sets the initialisation (:func:`init_seed`) and the
+order of the training stream (:meth:`Mixture.with_order`); the tasks, the
+vocabulary and the eval sets are the run's own. Seed 0 is exactly a run with
+one seed.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +62,7 @@ class Plan:
         self.schedule = checkpoint_steps(config.train.steps, ck.every, ck.log_spaced)
         self.resume_every = ck.resume_every or ck.every
         self.tokens_per_step = config.train.batch_size * config.mixture.sequence_length
+        self.seeds = config.ladder.seed_list()
 
     def manifest(self, name: str) -> Manifest:
         vocab = len(self.mixture.vocab)
@@ -96,7 +103,17 @@ class Plan:
             background_entropy=self.mixture.background.entropy(),
             tasks=tasks,
             models=models,
+            seeds=list(self.seeds),
         )
+
+
+def init_seed(run_seed: int, seed: int) -> int:
+    """The torch seed of training seed ``seed``'s initialisation (seed 0: the run's own seed)."""
+    if seed == 0:
+        return run_seed
+    import numpy as np
+
+    return int(np.random.SeedSequence([run_seed, seed, 0x1417]).generate_state(1)[0])
 
 
 def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
@@ -113,6 +130,15 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
                 f"{run.path}: holds a run with a different config (config.{diff}); "
                 "rerun with the same config to resume, or choose another --out"
             )
+        new = [s for s in plan.seeds if s not in manifest.seeds]
+        if new:  # more seeds extend the run; the ones it has are kept
+            if manifest.layout == 1:
+                raise RunFolderError(f"{run.path}: this run folder predates seeds and holds seed 0 only; train more seeds into a new --out")
+            manifest.seeds = manifest.seeds + new
+            manifest.config = {**manifest.config, "ladder": {**manifest.config.get("ladder", {}), "seeds": list(manifest.seeds)}}
+            for name, record in manifest.models.items():
+                manifest.models[name] = dataclasses.replace(record, status="pending" if record.status == "done" else record.status)
+            run.write_manifest(manifest)
         return run
     if run.path.exists() and any(run.path.iterdir()):
         raise RunFolderError(f"{run.path}: exists, is not empty and is not a mechrare run; choose another --out")
@@ -121,17 +147,19 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     return run
 
 
-def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True) -> None:
+def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0) -> None:
+    """Train one model under one training seed (resuming from its state where there is one)."""
     import torch
 
     cfg = plan.config
-    mixture = plan.mixtures[shape.name]
+    mixture = plan.mixtures[shape.name].with_order(seed)
     vocab = mixture.vocab
     model_cfg = olmo2_config(
         shape, len(vocab), cfg.mixture.sequence_length, vocab.pad_id, vocab.eos_id, cfg.train.init_std
     )
     attn = "sdpa" if device.type == "cuda" else "eager"
-    model = build_model(model_cfg, cfg.seed, attn_implementation=attn).to(device)
+    model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
+    desc = shape.name if len(plan.seeds) == 1 else f"{shape.name} seed {seed}"
     trainer = Trainer(
         model,
         mixture,
@@ -140,21 +168,24 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
         plan.schedule,
         callbacks=[
             EvalCallback(),
-            CheckpointCallback(run, shape.name, vocab.to_hf_tokenizer()),
-            ResumeCallback(run, shape.name, plan.resume_every),
-            ProgressCallback(shape.name, enabled=progress),
+            CheckpointCallback(run, shape.name, vocab.to_hf_tokenizer(), seed),
+            ResumeCallback(run, shape.name, plan.resume_every, seed),
+            ProgressCallback(desc, enabled=progress),
         ],
         autocast_dtype=autocast_dtype(cfg.train.precision, device),
     )
-    remove_stale_temps(run.model_dir(shape.name))
-    remove_stale_temps(run.resume_dir(shape.name))
-    state_path = run.resume_dir(shape.name) / RESUME_FILE
+    remove_stale_temps(run.seed_dir(shape.name, seed))
+    remove_stale_temps(run.resume_dir(shape.name, seed))
+    state_path = run.resume_dir(shape.name, seed) / RESUME_FILE
     if state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
-        log.info("%s: resuming at step %d", shape.name, trainer.step)
+        log.info("%s: resuming at step %d", desc, trainer.step)
     run.update_model(shape.name, status="training", device=str(device))
     trainer.fit()
-    run.update_model(shape.name, status="done", final_step=trainer.step)
+    record = run.read_manifest().model(shape.name)
+    done = sorted(set(record.seeds_done) | {seed})
+    status = "done" if set(run.read_manifest().seeds) <= set(done) else "training"
+    run.update_model(shape.name, status=status, final_step=trainer.step, seeds_done=done)
 
 
 def train_run(
@@ -172,11 +203,14 @@ def train_run(
     run = open_or_create(out, plan, name)
     with torch_threads(config.train.threads), quiet_transformers():
         for shape in plan.shapes:
-            status = run.read_manifest().model(shape.name).status
-            if status == "done":
-                echo(f"{shape.name}: done already, skipping")
-                continue
-            train_model(run, plan, shape, device, progress=progress)
-            write_metrics(run)
+            record = run.read_manifest().model(shape.name)
+            # a folder from before seeds records only its status
+            finished = set(record.seeds_done) or ({0} if record.status == "done" else set())
+            for seed in plan.seeds:
+                if seed in finished:
+                    echo(f"{shape.name}{'' if len(plan.seeds) == 1 else f' seed {seed}'}: done already, skipping")
+                    continue
+                train_model(run, plan, shape, device, progress=progress, seed=seed)
+                write_metrics(run)
     write_metrics(run)
     return run

@@ -18,14 +18,19 @@ from mechrare.runs import Context
 class FakeSeries(CheckpointSeries):
     """Two models with a few steps; the 'weights' are just fingerprints we control."""
 
-    def __init__(self):
-        self.prints = {("a", s): f"a{s}" for s in (0, 1, 2, 4)} | {("b", s): f"b{s}" for s in (0, 2, 4)}
+    def __init__(self, seeds=(0,)):
+        self.prints = {("a", s, k): f"a{s}/{k}" for s in (0, 1, 2, 4) for k in seeds}
+        self.prints |= {("b", s, k): f"b{s}/{k}" for s in (0, 2, 4) for k in seeds[:1]}  # b: the first seed only
+        self._seeds = list(seeds)
 
     def models(self):
         return ["a", "b"]
 
-    def steps(self, model):
-        return sorted(s for m, s in self.prints if m == model)
+    def seeds(self, model=None):
+        return [k for k in self._seeds if model is None or any(m == model and kk == k for m, _, kk in self.prints)]
+
+    def steps(self, model, seed=0):
+        return sorted(s for m, s, k in self.prints if m == model and k == seed)
 
     def n_params(self, model):
         return {"a": 10, "b": 20}[model]
@@ -33,13 +38,13 @@ class FakeSeries(CheckpointSeries):
     def tokens_per_step(self):
         return 8
 
-    def path(self, model, step):
-        return Path("/nonexistent") / model / str(step)
+    def path(self, model, step, seed=0):
+        return Path("/nonexistent") / model / str(seed) / str(step)
 
-    def fingerprint(self, model, step):
-        return self.prints[(model, step)]
+    def fingerprint(self, model, step, seed=0):
+        return self.prints[(model, step, seed)]
 
-    def verify(self, model, step):
+    def verify(self, model, step, seed=0):
         pass
 
 
@@ -66,9 +71,9 @@ class Count(PerCheckpoint):
         return steps[i : i + 2]
 
     def compute(self, ctx, cfg, state, ckpt, device, steps):
-        self.calls.append((ckpt.model, ckpt.step))
+        self.calls.append((ckpt.model, ckpt.step) if ckpt.seed == 0 else (ckpt.model, ckpt.step, ckpt.seed))
         i = steps.index(ckpt.step)
-        return {"x": np.array(cfg.scale * ckpt.step), "next": np.array(steps[i + 1] if i + 1 < len(steps) else -1)}
+        return {"x": np.array(cfg.scale * ckpt.step + 100 * ckpt.seed), "next": np.array(steps[i + 1] if i + 1 < len(steps) else -1)}
 
     def assemble(self, ctx, cfg, state, parts):
         models = list(parts)
@@ -92,8 +97,8 @@ def ctx(tmp_path):
 def test_resume_settings_and_weights(ctx):
     a = Count()
     ds = a.run(ctx, CountConfig(), progress=False)
-    assert len(a.calls) == 7 and list(ds.step.values) == [0, 1, 2, 4]
-    assert np.isnan(ds.x.sel(model="b", step=1)) and float(ds.x.sel(model="a", step=4)) == 4
+    assert len(a.calls) == 7 and list(ds.step.values) == [0, 1, 2, 4] and ds.x.dims == ("model", "seed", "step")
+    assert np.isnan(ds.x.sel(model="b", seed=0, step=1)) and float(ds.x.sel(model="a", seed=0, step=4)) == 4
     assert open_dataset(ctx.analysis_path("count")).equals(ds)
     assert ds.attrs["run"] == ".." and ds.attrs["Conventions"] == "CF-1.10"
     # a rerun computes nothing; a setting that only changes the assembly computes nothing either
@@ -110,24 +115,39 @@ def test_resume_settings_and_weights(ctx):
 def test_new_weights_recompute_their_part_and_the_previous_interval(ctx):
     a = Count()
     a.run(ctx, CountConfig(), progress=False)
-    ctx.series.prints[("a", 2)] = "a2-retrained"
+    ctx.series.prints[("a", 2, 0)] = "a2-retrained"
     b = Count()
     b.run(ctx, CountConfig(), progress=False)
     assert sorted(b.calls) == [("a", 1), ("a", 2)]  # step 2's own part, and step 1's interval 1 -> 2
     parts = ctx.folder / "analyses" / "count.parts"
     (folder,) = parts.iterdir()
-    assert len(list((folder / "a").glob("step_2-*.npz"))) == 1  # the stale part was removed
+    assert len(list((folder / "a" / "seed_0").glob("step_2-*.npz"))) == 1  # the stale part was removed
 
 
 def test_step_and_model_selection(ctx):
     a = Count()
     ds = a.run(ctx, CountConfig(), models=["a"], steps=[0, 2, 4], progress=False)
     assert list(ds.model.values) == ["a"] and list(ds.step.values) == [0, 2, 4]
-    assert list(ds.next.sel(model="a").values) == [2, 4, -1]  # intervals run between analysed steps
+    assert list(ds.next.sel(model="a", seed=0).values) == [2, 4, -1]  # intervals run between analysed steps
     with pytest.raises(ConfigError, match="models: no model 'c' in this series; models: a, b"):
         Count().run(ctx, CountConfig(), models=["c"], progress=False)
     with pytest.raises(ConfigError, match=r"count: nothing to analyse: no model has steps \[3\]"):
         Count().run(ctx, CountConfig(), steps=[3], progress=False)
+
+
+def test_seeds_are_analysed_one_by_one_and_stacked(tmp_path):
+    ctx = Context(FakeSeries(seeds=(0, 3)), None, tmp_path)
+    a = Count()
+    ds = a.run(ctx, CountConfig(), progress=False)
+    assert ds.x.dims == ("model", "seed", "step") and list(ds.seed.values) == [0, 3]
+    assert len(a.calls) == 4 + 3 + 4 and ("a", 4, 3) in a.calls
+    assert float(ds.x.sel(model="a", seed=3, step=2)) == 302 and float(ds.x.sel(model="a", seed=0, step=2)) == 2
+    assert np.isnan(ds.x.sel(model="b", seed=3)).all()  # b was trained under seed 0 only
+    assert list(ds.next.sel(model="a", seed=3).values) == [1, 2, 4, -1]
+    assert (tmp_path / "analyses" / "count.parts").is_dir()
+    b = Count()
+    b.run(ctx, CountConfig(), progress=False)
+    assert b.calls == []  # every seed's parts resume
 
 
 def test_device_errors_name_the_analysis(ctx):

@@ -108,7 +108,7 @@ def test_grad_cosine_matches_a_direct_flat_computation(interference_ds, tiny_run
     G = torch.stack(flats).double()
     norms = G.norm(dim=1)
     cos = (G @ G.T) / torch.outer(norms, norms)
-    ds = interference_ds.sel(model=MODEL, step=200)
+    ds = interference_ds.sel(model=MODEL, seed=0, step=200)
     np.testing.assert_allclose(ds.grad_norm.values, norms.numpy(), rtol=1e-4)
     np.testing.assert_allclose(ds.grad_cosine.values, cos.numpy(), atol=1e-4)
     # per-layer numbers recombine into the whole: sum of squared group norms = squared norm
@@ -117,7 +117,7 @@ def test_grad_cosine_matches_a_direct_flat_computation(interference_ds, tiny_run
 
 def test_contract_and_protocol(interference_ds, tiny_run):
     ds = interference_ds
-    assert ds.grad_cosine.dims == ("model", "step", "task", "other_task")
+    assert ds.grad_cosine.dims == ("model", "seed", "step", "task", "other_task")
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
     assert abs(float(ds.share.sum()) - 1) < 1e-9
     cos = ds.grad_cosine.values
@@ -128,7 +128,7 @@ def test_contract_and_protocol(interference_ds, tiny_run):
         assert np.isfinite(vals).all() and (np.abs(vals) <= 1 + 1e-6).all()
         assert np.isnan(ds[key].sel(task="background")).all()
     d_mlp = CheckpointStore(tiny_run.path).load(MODEL, 0).config.intermediate_size
-    assert int(ds.top_k.sel(model=MODEL)) == max(4, d_mlp // 10)  # default: 10% of the neurons, at least 4
+    assert int(ds.top_k.sel(model=MODEL, seed=0)) == max(4, d_mlp // 10)  # default: 10% of the neurons, at least 4
     # loss_change only from the second checkpoint on; early (small) intervals are near first order
     assert np.isnan(ds.loss_change.isel(step=0)).all()
     early = ds.sel(step=[1, 2])  # one-step and two-step intervals at the warm-up learning rate

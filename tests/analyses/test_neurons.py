@@ -76,14 +76,14 @@ def test_attribution_matches_finite_differences(tiny_run):
 
 def test_contract(neurons_ds, tiny_run):
     ds = neurons_ds
-    assert ds.allocation.dims == ("model", "step", "block", "neuron", "task")
+    assert ds.allocation.dims == ("model", "seed", "step", "block", "neuron", "task")
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
     assert ds.owner.dtype.kind == "i" and int(ds.owner.min()) >= -1
     # no claims at initialisation (the floor is the initial allocation), claims after training
-    assert int(ds.n_claimed.sel(model=MODEL, step=0).sum()) == 0
-    assert int(ds.n_claimed.sel(model=MODEL, step=300).sum()) > 0
-    counted = (ds.owner.sel(model=MODEL, step=300) == 0).sum("neuron")
-    assert (counted.values == ds.n_claimed.sel(model=MODEL, step=300, task="facts:8").values).all()
+    assert int(ds.n_claimed.sel(model=MODEL, seed=0, step=0).sum()) == 0
+    assert int(ds.n_claimed.sel(model=MODEL, seed=0, step=300).sum()) > 0
+    counted = (ds.owner.sel(model=MODEL, seed=0, step=300) == 0).sum("neuron")
+    assert (counted.values == ds.n_claimed.sel(model=MODEL, seed=0, step=300, task="facts:8").values).all()
     assert open_dataset(tiny_run.path / "analyses" / "neurons.nc").equals(ds)
 
 
@@ -93,7 +93,7 @@ def test_ownership_is_causal(neurons_ds, tiny_run):
     store = CheckpointStore(tiny_run.path)
     tasks = open_run(tiny_run.path).tasks
     bridge = store.load_bridge(MODEL, 300)
-    owner = neurons_ds.owner.sel(model=MODEL, step=300).values
+    owner = neurons_ds.owner.sel(model=MODEL, seed=0, step=300).values
     checked = 0
     for t in range(len(tasks.names)):
         if (owner == t).sum() < 5:

@@ -38,7 +38,7 @@ def hf_residuals(model, ids, positions):
 
 def test_contract(probes_ds, tiny_run):
     ds = probes_ds
-    assert ds.probe_score.dims == ("model", "step", "layer", "target")
+    assert ds.probe_score.dims == ("model", "seed", "step", "layer", "target")
     assert list(ds.model.values) == [MODEL] and list(ds.layer.values) == [0, 1, 2]
     assert ds.target.values[0] == "task" and "lookup:2/answer" in ds.target.values
     assert np.allclose(ds.selectivity, ds.probe_score - ds.control_score, equal_nan=True)
@@ -61,12 +61,12 @@ def test_within_one_point_of_sklearn_on_every_layer_and_target(probes_ds, tiny_r
             x = (x - x[tgt.train].mean(0)) / (x[tgt.train].std(0) + 1e-6)
             ref = LogisticRegression(C=1.0, max_iter=5000).fit(x[tgt.train], tgt.labels[tgt.train])
             expected = ref.score(x[~tgt.train], tgt.labels[~tgt.train])
-            ours = float(probes_ds.probe_score.sel(model=MODEL, step=step, layer=layer, target=tgt.name))
+            ours = float(probes_ds.probe_score.sel(model=MODEL, seed=0, step=step, layer=layer, target=tgt.name))
             assert abs(ours - expected) <= 0.01, (layer, tgt.name, ours, expected)
 
 
 def test_resumes_per_checkpoint(probes_ds, tiny_run):
-    parts = next((tiny_run.path / "analyses" / "probes.parts").iterdir()) / MODEL
+    parts = next((tiny_run.path / "analyses" / "probes.parts").iterdir()) / MODEL / "seed_0"
     files = sorted(parts.iterdir())
     assert len(files) == len(CheckpointStore(tiny_run.path).steps(MODEL))
     (victim,) = parts.glob("step_64-*.npz")  # named by the step and the sha256 of its weights

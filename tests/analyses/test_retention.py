@@ -58,7 +58,7 @@ def retention_ds(tiny_run):
 
 def test_run_level_dataset(retention_ds, tiny_run):
     ds = retention_ds
-    assert ds.learned_step.dims == ("model", "task", "signal")
+    assert ds.learned_step.dims == ("model", "seed", "task", "signal")
     assert {"accuracy", "neurons"} <= set(ds.signal.values)
     metrics = open_dataset(tiny_run.path / "metrics.nc")
     tasks = open_run(tiny_run.path).tasks
@@ -69,10 +69,10 @@ def test_run_level_dataset(retention_ds, tiny_run):
         assert float(ds.chance.sel(task=t)) == pytest.approx(1 / inst.targets["answer"])
     for m in ds.model.values:
         for t in ds.task.values:
-            acc = metrics.accuracy.sel(model=m, task=t)
+            acc = metrics.accuracy.sel(model=m, seed=0, task=t)
             seed = [0, zlib.crc32(f"{m}/{t}".encode())]
             e = detect_binomial(acc.step.values, acc.values, len(tasks.eval_instances(str(t))), float(ds.chance.sel(task=t)), seed=seed)
-            row = ds.sel(model=m, task=t, signal="accuracy")
+            row = ds.sel(model=m, seed=0, task=t, signal="accuracy")
             assert bool(row.retained) == e.retained and float(row.p_learned) == e.p_learned
             assert float(row.p_overwrite) == e.p_overwrite and int(row.n_overwrites) == int(e.overwritten)
             assert np.allclose(row.learned_step, e.learned_step, equal_nan=True)
@@ -88,7 +88,7 @@ def test_interference_join_matches_a_manual_window(retention_ds, tiny_run):
         peak, over = ds.event_peak_step.values[e], ds.event_overwrite_step.values[e]
         steps = inter.step.values
         window = (steps > peak) & (steps <= over)
-        expected = inter.cos_nontask_ref.sel(model=m, task=t).values[window].mean()
+        expected = inter.cos_nontask_ref.sel(model=m, seed=0, task=t).values[window].mean()
         assert ds.event_interference.values[e] == pytest.approx(expected)
 
 

@@ -27,8 +27,8 @@ def test_contract(sae_ds, tiny_run):
     assert list(ds.step.values) == [0, 64, 300] and list(ds.layer.values) == [2]
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2"]
     for name in ("explained_variance", "l0", "dead_fraction", "n_alive"):
-        assert ds[name].dims == ("model", "step", "layer")
-    assert ds.n_task_features.dims == ("model", "step", "layer", "task")
+        assert ds[name].dims == ("model", "seed", "step", "layer")
+    assert ds.n_task_features.dims == ("model", "seed", "step", "layer", "task")
     assert float(ds.explained_variance.sel(step=300).max()) > 0.8
     assert np.allclose(ds.l0, CFG.k)  # TopK
     assert np.isnan(ds.feature_retention.sel(step=300)).all()  # no later step to survive to
@@ -40,7 +40,7 @@ def test_saved_in_sae_lens_format_and_counts_follow_from_the_stats(sae_ds, tiny_
     from sae_lens import SAE
 
     ctx = open_run(tiny_run.path).context()
-    folder = SAEs().sae_root(ctx, CFG) / MODEL / "layer_2" / "step_300"
+    folder = SAEs().sae_root(ctx, CFG) / MODEL / "seed_0" / "layer_2" / "step_300"
     sae = SAE.load_from_disk(str(folder / "sae"))
     assert sae.cfg.d_in == 16 and sae.cfg.d_sae == 32
     steps = chosen_steps(ctx.series.steps(MODEL), CFG)
@@ -48,13 +48,13 @@ def test_saved_in_sae_lens_format_and_counts_follow_from_the_stats(sae_ds, tiny_
     stats = {k: part[f"d2_{k}"] for k in ("mass", "alive", "decoder")}
     spec = task_specificity(stats["mass"])
     expected = ((spec >= CFG.specificity) & stats["alive"][:, None])[:, :3].sum(0)
-    assert list(sae_ds.n_task_features.sel(model=MODEL, step=300, layer=2).values) == list(expected)
+    assert list(sae_ds.n_task_features.sel(model=MODEL, seed=0, step=300, layer=2).values) == list(expected)
     assert np.allclose(np.nansum(spec, 1)[stats["alive"]], 1.0)
 
 
 def test_resumes(sae_ds, tiny_run):
-    base = SAEs().sae_root(open_run(tiny_run.path).context(), CFG) / MODEL / "layer_2"
-    parts = SAEs().parts_dir(open_run(tiny_run.path).context(), CFG) / MODEL
+    base = SAEs().sae_root(open_run(tiny_run.path).context(), CFG) / MODEL / "seed_0" / "layer_2"
+    parts = SAEs().parts_dir(open_run(tiny_run.path).context(), CFG) / MODEL / "seed_0"
     files = sorted(base.glob("step_*/sae/*")) + sorted(parts.iterdir())
     assert len(list(parts.iterdir())) == 3
     before = {p: os.stat(p).st_mtime_ns for p in files}

@@ -57,7 +57,7 @@ def test_store_load_verify_and_errors(tiny_run, tmp_path):
 
     damaged = tmp_path / "damaged"
     shutil.copytree(tiny_run.path, damaged)
-    weights = damaged / "models" / "d8-l1" / "step_4" / "model.safetensors"
+    weights = damaged / "models" / "d8-l1" / "seed_0" / "step_4" / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-1] ^= 0xFF
     weights.write_bytes(bytes(raw))
@@ -72,15 +72,15 @@ def test_metrics_nc_matches_the_checkpoint_records(tiny_run):
     store = CheckpointStore(tiny_run.path)
     assert list(ds.model.values) == store.models()
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2"]
-    assert ds.loss.dims == ("model", "step", "task") and ds.train_loss.dims == ("model", "step")
+    assert ds.loss.dims == ("model", "seed", "step", "task") and ds.train_loss.dims == ("model", "seed", "step")
     assert int(ds.tokens.sel(step=300)) == 300 * 256
     assert list(ds.n_params.values) == [store.manifest.models[m].n_params for m in store.models()]
     for model in store.models():
         for step in (0, 50, 300):
             info = store.info(model, step)
             for task in ds.task.values:
-                assert float(ds.accuracy.sel(model=model, step=step, task=task)) == info["eval"][task]["accuracy"]
-                assert float(ds.loss.sel(model=model, step=step, task=task)) == pytest.approx(info["eval"][task]["loss"])
+                assert float(ds.accuracy.sel(model=model, seed=0, step=step, task=task)) == info["eval"][task]["accuracy"]
+                assert float(ds.loss.sel(model=model, seed=0, step=step, task=task)) == pytest.approx(info["eval"][task]["loss"])
     assert np.isnan(ds.train_loss.sel(step=0)).all() and not np.isnan(ds.train_loss.sel(step=300)).any()
     assert ds.attrs["analysis"] == "metrics"
 

@@ -7,7 +7,7 @@ import xarray as xr
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.reports.data import RunData
-from mechrare.reports.findings import FAILS, HOLDS, MISSING, measure_findings
+from mechrare.reports.findings import FAILS, HOLDS, INCONCLUSIVE, MISSING, measure_findings
 
 TASKS = ["common:1", "rare:1"]
 LADDER = ["s", "m", "l"]
@@ -32,21 +32,29 @@ def manifest(intervention=True):
     })
 
 
-def metrics(final_rare: dict[str, float]):
+def per_seed(value, k):
+    """A model's final rare accuracy per seed: a list as given, a number spread by +-0.01 over k seeds."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value + 0.01 * (i - (k - 1) / 2) for i in range(k)]
+
+
+def metrics(final_rare: dict, seeds: int = 3):
     models = list(final_rare)
-    acc = np.zeros((len(models), len(STEPS), 2))
+    acc = np.zeros((len(models), seeds, len(STEPS), 2))
     for i, m in enumerate(models):
-        acc[i, :, 0] = np.linspace(0, 1, len(STEPS))
-        acc[i, :, 1] = np.linspace(0, final_rare[m], len(STEPS))
-        acc[i, -3:, 1] = final_rare[m]  # "final" = mean of the last three checkpoints
+        for k, v in enumerate(per_seed(final_rare[m], seeds)):
+            acc[i, k, :, 0] = np.linspace(0, 1, len(STEPS))
+            acc[i, k, :, 1] = np.linspace(0, v, len(STEPS))
+            acc[i, k, -3:, 1] = v  # "final" = mean of the last three checkpoints
     return xr.Dataset(
-        {"accuracy": (("model", "step", "task"), acc)},
-        coords={"model": models, "step": STEPS, "task": TASKS, "tokens": ("step", np.array(STEPS) * 10)},
+        {"accuracy": (("model", "seed", "step", "task"), acc)},
+        coords={"model": models, "seed": list(range(seeds)), "step": STEPS, "task": TASKS, "tokens": ("step", np.array(STEPS) * 10)},
     )
 
 
-def data(final_rare, analyses=None, intervention=True, tmp="/nonexistent"):
-    return RunData(RunFolder(tmp), manifest(intervention), metrics(final_rare), analyses or {})
+def data(final_rare, analyses=None, intervention=True, tmp="/nonexistent", seeds=3):
+    return RunData(RunFolder(tmp), manifest(intervention), metrics(final_rare, seeds), analyses or {})
 
 
 def by_key(d):
@@ -55,52 +63,77 @@ def by_key(d):
 
 def test_a_rare_accuracy_rises_with_size():
     f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}))["a"]
-    assert f.status == HOLDS and "s 0.100, m 0.200, l 0.400" in f.evidence
-    # a significant step down the ladder breaks it (s.e. ~ 0.02 here)
-    assert by_key(data({"s": 0.1, "m": 0.5, "l": 0.4, "s-up": 0.3}))["a"].status == FAILS
-    # flat within noise is not a rise
-    assert by_key(data({"s": 0.30, "m": 0.30, "l": 0.31, "s-up": 0.3}))["a"].status == FAILS
+    assert f.status == HOLDS and "s 0.100, m 0.200, l 0.400" in f.evidence and f.n_seeds == 3
+    assert f.ci_low > 0 and f.estimate == pytest.approx(np.polyfit(np.log10([100, 400, 1600]), [0.1, 0.2, 0.4], 1)[0])
+    # a significant step down the ladder breaks it (0.3 here; a drop of 0.1 is within 3 seeds' noise)
+    assert by_key(data({"s": 0.1, "m": 0.7, "l": 0.4, "s-up": 0.3}))["a"].status == FAILS
+    assert by_key(data({"s": 0.1, "m": 0.5, "l": 0.4, "s-up": 0.3}))["a"].status == HOLDS
+    # flat within noise is neither
+    assert by_key(data({"s": 0.30, "m": 0.30, "l": 0.31, "s-up": 0.3}))["a"].status == INCONCLUSIVE
+    # a large rise measured on one seed is never "holds"
+    f = by_key(data({"s": 0.1, "m": 0.5, "l": 0.9, "s-up": 0.3}, seeds=1))["a"]
+    assert f.status == INCONCLUSIVE and "1 seed, the test needs >= 2" in f.evidence and np.isnan(f.ci_low)
 
 
-def test_e_gap_closed_fraction():
-    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.35}))["e"]
-    assert f.status == HOLDS and "62.5% of the gap to l closed (m: 0.200)" in f.evidence  # (0.35-0.1)/(0.5-0.1)
-    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.2}))["e"]
-    assert f.status == FAILS and "25.0% of the gap to l closed" in f.evidence
-    f = by_key(data({"s": 0.5, "m": 0.2, "l": 0.4, "s-up": 0.6}))["e"]
-    assert f.status == FAILS and "no gap to close" in f.evidence
+def test_a_interval_is_t_over_seeds_plus_binomial_item_variance():
+    finals = {"s": [0.10, 0.14, 0.12], "m": [0.22, 0.18, 0.20], "l": [0.41, 0.35, 0.38], "s-up": 0.3}
+    f = by_key(data(finals))["a"]
+    x = np.log10([100, 400, 1600])
+    w = (x - x.mean()) / ((x - x.mean()) ** 2).sum()
+    table = np.array([finals["s"], finals["m"], finals["l"]]).T
+    slopes = table @ w
+    item = sum(wi**2 * p * (1 - p) / 400 for wi, p in zip(w, table.mean(axis=0)))
+    half = 4.302652729911275 * np.sqrt(slopes.var(ddof=1) / 3 + item)  # t(0.975, 2)
+    assert (f.estimate, f.ci_low, f.ci_high) == pytest.approx((slopes.mean(), slopes.mean() - half, slopes.mean() + half))
+
+
+def test_e_closes_more_than_half_the_gap():
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.45}))["e"]
+    assert f.status == HOLDS and f.estimate == pytest.approx(0.45 - 0.3) and "rescue up - base = +0.350" in f.evidence
+    assert by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.12}))["e"].status == FAILS
+    assert by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.31}))["e"].status == INCONCLUSIVE
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5, "s-up": 0.45}, seeds=1))["e"]
+    assert f.status == INCONCLUSIVE and "needs >= 2" in f.evidence
     f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.5}, intervention=False))["e"]
     assert f.status == MISSING and "ladder.interventions" in f.evidence
 
 
-def neurons(claims):
-    claim = np.array([[claims[m][0], claims[m][1]] for m in LADDER], dtype=float)
-    return xr.Dataset({"claim_step": (("model", "task"), claim)}, coords={"model": LADDER, "task": TASKS})
+def neurons(claims, seeds=1):
+    """claims: model -> (common, rare) claim step, the same for each seed, or a list of such pairs per seed."""
+    rows = [[claims[m][k] if isinstance(claims[m], list) else claims[m] for k in range(seeds)] for m in LADDER]
+    claim = np.array(rows, dtype=float)
+    return xr.Dataset({"claim_step": (("model", "seed", "task"), claim)}, coords={"model": LADDER, "seed": list(range(seeds)), "task": TASKS})
 
 
 def test_b_claim_order():
     finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
-    ok = neurons({"s": (10, 20), "m": (10, np.nan), "l": (0, 10)})
-    f = by_key(data(finals, {"neurons": ok}))["b"]
-    assert f.status == HOLDS and "m 10 vs never" in f.evidence
-    tie = neurons({"s": (10, 20), "m": (10, 10), "l": (0, 10)})
-    f = by_key(data(finals, {"neurons": tie}))["b"]
-    assert f.status == FAILS and "earlier in 2 of 3" in f.evidence
+    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3)}))["b"]
+    assert f.status == HOLDS and "common earlier in 9 of 9 pairs" in f.evidence and f.ci_low > 0.5
+    # never claimed is reported apart and is not a win; ties are ties
+    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, np.nan), "l": (10, 10)}, seeds=3)}))["b"]
+    assert f.status == INCONCLUSIVE and "earlier 3, tie 3, rare never 3" in f.evidence and "m 10 vs never" in f.evidence
+    f = by_key(data(finals, {"neurons": neurons({"s": (20, 10), "m": (30, 10), "l": (10, 0)}, seeds=3)}))["b"]
+    assert f.status == FAILS
+    # all wins on one seed: 3 pairs cannot show it
+    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, 30), "l": (0, 10)})}))["b"]
+    assert f.status == INCONCLUSIVE
     assert by_key(data(finals))["b"].status == MISSING
 
 
-def interference(cos_by_model, lc_by_model):
+def interference(cos_by_model, lc_by_model, seeds=3):
     S = len(STEPS)
-    cos = np.ones((3, S, 2, 2))
-    lc = np.zeros((3, S, 2, 2))
+    cos = np.ones((3, seeds, S, 2, 2))
+    lc = np.zeros((3, seeds, S, 2, 2))
     for i, m in enumerate(LADDER):
-        cos[i, 1:, 0, 1] = cos[i, 1:, 1, 0] = cos_by_model[m]
-        cos[i, 0, 0, 1] = cos[i, 0, 1, 0] = 5.0  # step 0 is left out of the mean
-        lc[i, 1:, 1, 0] = lc_by_model[m] / (S - 1)  # rare's loss change from common's updates
-    dims = ("model", "step", "task", "other_task")
+        for k in range(seeds):
+            c = cos_by_model[m] + 0.01 * (k - (seeds - 1) / 2)
+            cos[i, k, 1:, 0, 1] = cos[i, k, 1:, 1, 0] = c
+            cos[i, k, 0, 0, 1] = cos[i, k, 0, 1, 0] = 5.0  # step 0 is left out of the mean
+            lc[i, k, 1:, 1, 0] = lc_by_model[m] / (S - 1)  # rare's loss change from common's updates
+    dims = ("model", "seed", "step", "task", "other_task")
     return xr.Dataset(
         {"grad_cosine": (dims, cos), "loss_change": (dims, lc)},
-        coords={"model": LADDER, "step": STEPS, "task": TASKS, "other_task": TASKS},
+        coords={"model": LADDER, "seed": list(range(seeds)), "step": STEPS, "task": TASKS, "other_task": TASKS},
     )
 
 
@@ -108,52 +141,61 @@ def test_d_interference_lower_when_larger():
     finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
     good = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1})
     f = by_key(data(finals, {"interference": good}))["d"]
-    assert f.status == HOLDS
+    assert f.status == HOLDS and f.ci_high < 0
     assert "s +0.300, m +0.100, l -0.200" in f.evidence and "s +0.500, m +0.200, l -0.100" in f.evidence
-    bad = interference({"s": -0.3, "m": -0.4, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1})
+    bad = interference({"s": 0.2, "m": -0.1, "l": -0.3}, {"s": 0.5, "m": 0.2, "l": -0.1})
     assert by_key(data(finals, {"interference": bad}))["d"].status == FAILS
-    bad_lc = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.1, "m": 0.2, "l": -0.1})
-    assert by_key(data(finals, {"interference": bad_lc}))["d"].status == FAILS
+    one = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1}, seeds=1)
+    assert by_key(data(finals, {"interference": one}, seeds=1))["d"].status == INCONCLUSIVE
 
 
-def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True):
-    """A retention.nc with the accuracy tests' p-values for every (model, task) and the given events."""
+def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds=3):
+    """A retention.nc with the accuracy tests' p-values (a number, or one per seed) for every (model, task)."""
     models, signals = LADDER, ["accuracy", "neurons"]
-    shape = (len(models), len(TASKS), len(signals))
+    shape = (len(models), seeds, len(TASKS), len(signals))
     p_l, p_o = np.full(shape, np.nan), np.full(shape, np.nan)
-    p_l[..., 0], p_o[..., 0] = p_learned, p_overwrite
+    p_l[..., 0] = np.broadcast_to(np.asarray(p_learned, dtype=float)[:, None] if np.ndim(p_learned) else p_learned, shape[1:3])
+    p_o[..., 0] = np.broadcast_to(np.asarray(p_overwrite, dtype=float)[:, None] if np.ndim(p_overwrite) else p_overwrite, shape[1:3])
     fill = {k: np.full(shape, v) for k, v in (("learned_step", 10.0), ("peak_step", 20.0), ("peak_value", 0.6),
                                              ("final_value", 0.2), ("overwrite_step", 30.0))}
     cols = {k: [e[k] for e in events] for k in ("model", "task", "signal")}
-    nums = {k: np.array([e[k] for e in events], dtype=float) for k in ("peak_step", "overwrite_step", "drop", "interference")}
-    dims = ("model", "task", "signal")
+    nums = {k: np.array([e[k] for e in events], dtype=float) for k in ("seed", "peak_step", "overwrite_step", "drop", "interference")}
+    dims = ("model", "seed", "task", "signal")
     return xr.Dataset(
         {**{f"event_{k}": ("event", np.array(v, dtype=str)) for k, v in cols.items()},
          **{f"event_{k}": ("event", v) for k, v in nums.items()},
          **{k: (dims, v) for k, v in fill.items()},
          "p_learned": (dims, p_l), "p_overwrite": (dims, p_o),
          "calibrated": (("signal",), np.array([calibrated, False]))},
-        coords={"model": models, "task": TASKS, "signal": signals, "chance": ("task", [0.5, 0.25]), "eval_items": ("task", [400, 400])},
+        coords={"model": models, "seed": list(range(seeds)), "task": TASKS, "signal": signals,
+                "chance": ("task", [0.5, 0.25]), "eval_items": ("task", [400, 400])},
         attrs={"analysis_config": '{"alpha": 0.05}'},
     )
 
 
-NEURON_EVENT = dict(model="s", task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)
+NEURON_EVENT = dict(model="s", seed=0, task="rare:1", signal="neurons", peak_step=10, overwrite_step=30, drop=4, interference=0.1)
 
 
 @pytest.mark.parametrize(
     "p_learned, p_overwrite, status, text",
     [
-        (0.001, 0.001, HOLDS, "accuracy: learned by step 10, peak 0.600 at 20 -> overwritten at 30"),
-        (0.001, 0.2, FAILS, "accuracy: learned by step 10 (p 0.001), no drop beyond noise (p_overwrite 0.200"),
-        (0.3, 1.0, FAILS, "accuracy: never above chance 0.250 (p_learned 0.300)"),
+        (0.001, [0.001, 0.001, 0.001], HOLDS, "overwritten in 3 of 3 seeds"),
+        (0.001, [0.001, 0.3, 0.3], INCONCLUSIVE, "overwritten in 1 of 3 seeds (binomial p 0.143)"),
+        (0.001, 0.2, FAILS, "seed 0: learned by 10, no drop beyond noise (p_overwrite 0.200"),
+        (0.3, 1.0, FAILS, "seed 0: never above chance (p_learned 0.300)"),
     ],
 )
 def test_c_is_decided_by_the_calibrated_accuracy_tests(p_learned, p_overwrite, status, text):
     f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention([NEURON_EVENT], p_learned, p_overwrite)}))["c"]
     assert f.status == status and text in f.evidence, f.evidence
-    assert "uncalibrated signals with an event: neurons 10 -> 30" in f.evidence  # listed, never deciding
+    assert "uncalibrated signals with an event: neurons seed 0 10 -> 30" in f.evidence  # listed, never deciding
     assert f.evidence.startswith("s / rare:1 (400 eval items, alpha 0.05)")
+
+
+def test_c_one_seed_is_inconclusive_even_with_an_event():
+    ret = retention([NEURON_EVENT], 0.001, 0.001, seeds=1)
+    f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": ret}, seeds=1))["c"]
+    assert f.status == INCONCLUSIVE and "needs >= 2" in f.evidence
 
 
 def test_c_a_neuron_event_alone_does_not_hold_and_old_files_are_not_measured():
@@ -161,3 +203,14 @@ def test_c_a_neuron_event_alone_does_not_hold_and_old_files_are_not_measured():
     assert f.status == FAILS
     uncal = retention([NEURON_EVENT], calibrated=False)
     assert by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": uncal}))["c"].status == MISSING
+
+
+def test_the_rules_state_the_constants_the_code_uses():
+    from mechrare.reports import findings as F
+    from mechrare.stats import MIN_SEEDS
+
+    for rule in (F.A_RULE, F.C_RULE):
+        assert "95%" in rule or f"p < {F.ALPHA}" in rule
+    assert f"fewer than {MIN_SEEDS} seeds" in F.C_RULE and f">= {MIN_SEEDS} seeds" in F.T_TEST
+    measured = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}))
+    assert [measured[k].rule for k in "abcde"] == [F.A_RULE, F.B_RULE, F.C_RULE, F.D_RULE, F.E_RULE]

@@ -1,5 +1,6 @@
 """`mechrare report`: files, self-containment, what a partial run says, and the page in a real browser."""
 
+import json
 import re
 import shutil
 
@@ -10,7 +11,7 @@ from mechrare.cli import main as run_cli
 from mechrare.reports.build import build_report
 from mechrare.reports.figures import FIGURES
 
-STATUSES = {"holds", "does not hold", "not measured"}
+STATUSES = {"holds", "does not hold", "inconclusive", "not measured"}
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,22 @@ def test_report_files_and_findings(report, tiny_run):
     summary = (folder / "summary.md").read_text()
     rows = findings_rows(summary)
     assert [r[0][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
-    for claim, status, evidence in rows:
-        assert status.strip("*") in STATUSES and evidence
+    for claim, status, effect, seeds, evidence in rows:
+        assert status.strip("*") in STATUSES and evidence and seeds in ("1", "-")
     # the tiny run has everything, so every finding is measured, (e) included (compare:4 is upsampled)
     assert all(r[1] != "**not measured**" for r in rows)
-    assert "d8-l1-up5 (x5)" in rows[4][2]
+    assert "d8-l1-up5 (x5)" in rows[4][4]
+    # one seed: no seed-to-seed variance, so no test that needs it can hold
+    for key in (0, 2, 3, 4):
+        assert rows[key][1] == "**inconclusive**" and "the test needs >= 2" in rows[key][4]
+        assert key == 2 or "no interval" in rows[key][2]  # (c)'s effect is a fraction of seeds, with an exact interval
+    # findings.json carries the same findings, machine-readable
+    record = json.loads((folder / "findings.json").read_text())
+    assert [f["key"] for f in record["findings"]] == ["a", "b", "c", "d", "e"] and record["seeds"] == [0]
+    for f, row in zip(record["findings"], rows):
+        assert f["status"] == row[1].strip("*") and f["rule"] in summary and f["test"] in summary
+        assert set(f) >= {"key", "status", "estimate", "ci_low", "ci_high", "n_seeds", "test", "rule"}
+    assert record["findings"][0]["ci_low"] is None and record["findings"][0]["n_seeds"] == 1
     pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
     assert pngs == sorted(["accuracy", "probes", "neurons", "cosine", "timeline", "intervention"])
     for p in (folder / "figures").glob("*.png"):
@@ -53,7 +65,7 @@ def test_html_is_self_contained_and_opens_with_the_findings(report):
     assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
     # the findings table comes before the first figure
     assert page.index("id=\"findings\"") < page.index("<img")
-    for status in ("holds", "does not hold", "not measured"):
+    for status in STATUSES:
         page = page.replace(f">{status}<", "")
     assert page.count("<tr><td>(") == 5
 

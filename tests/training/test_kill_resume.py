@@ -34,7 +34,7 @@ def command(out):
 
 def assert_no_half_written_checkpoint(run_dir):
     run = RunFolder(run_dir)
-    folder = run.model_dir("d16-l2")
+    folder = run.seed_dir("d16-l2", 0)
     step_dirs = sorted(p.name for p in folder.iterdir() if p.name.startswith("step_"))
     assert step_dirs == sorted(f"step_{s}" for s in run.complete_steps("d16-l2"))
     store = CheckpointStore(run_dir)
@@ -50,7 +50,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(command(out), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    target = out / "models" / "d16-l2" / "step_160"
+    target = out / "models" / "d16-l2" / "seed_0" / "step_160"
     deadline = time.time() + 240
     while not target.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
@@ -61,7 +61,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
     killed_at = max(RunFolder(out).complete_steps("d16-l2"))
     assert 160 <= killed_at < 400
     assert_no_half_written_checkpoint(out)
-    state = torch.load(out / "models" / "d16-l2" / "resume" / "state.pt", weights_only=False)
+    state = torch.load(out / "models" / "d16-l2" / "seed_0" / "resume" / "state.pt", weights_only=False)
     assert 140 <= state["step"] < 400
 
     rerun = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=300)

@@ -1,0 +1,82 @@
+"""Independent jobs on every CPU core: worker processes with threads split so the machine is never oversubscribed.
+
+Training a (model, seed) and computing one checkpoint's analysis part are
+independent, and on a CPU a small model uses one core badly. ``jobs`` worker
+processes, each with ``cores // jobs`` torch threads, run them side by side.
+Workers are *spawned* (never forked from a process whose thread pools are
+already running) and each job writes its own files atomically, so a killed
+run resumes as after a sequential one. On CUDA there is one job at a time.
+
+``jobs``: 0 = auto (one per usable CPU core on CPU, 1 on CUDA), 1 = in this
+process, N = N workers.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Iterator
+
+_WORKER: dict[str, Any] = {}
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_jobs(jobs: int, device_type: str, n_items: int, threads_per_job: int = 1) -> int:
+    """How many worker processes to use (1: run in this process)."""
+    if jobs < 0:
+        from mechrare.errors import ConfigError
+
+        raise ConfigError(f"jobs: must be >= 0 (0 = one per CPU core), got {jobs}")
+    if device_type != "cpu" or n_items <= 1:
+        return 1
+    if jobs == 0:
+        jobs = usable_cores() // max(threads_per_job, 1)
+    return max(1, min(jobs, n_items))
+
+
+def _init(threads: int, initializer: Callable | None, initargs: tuple) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if initializer is not None:
+        initializer(*initargs)
+
+
+def run_jobs(fn: Callable, items: Iterable, jobs: int, *, threads: int | None = None,
+             initializer: Callable | None = None, initargs: tuple = ()) -> Iterator[tuple[Any, Any]]:
+    """Yield ``(item, fn(item))`` as each finishes, from ``jobs`` spawned workers with ``threads``
+    torch threads each (default: the usable cores split between them). ``initializer(*initargs)``
+    runs once per worker (shared inputs go there, not into every item). The first job to fail
+    raises its error here and the others are cancelled."""
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    items = list(items)
+    threads = threads or max(1, usable_cores() // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init,
+                             initargs=(threads, initializer, initargs)) as pool:
+        pending = {pool.submit(fn, item): item for item in items}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_EXCEPTION)
+                for future in done:
+                    item = pending.pop(future)
+                    yield item, future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def set_worker_state(**state: Any) -> None:
+    """An initializer: keep ``state`` in the worker for its jobs (see :func:`worker_state`)."""
+    _WORKER.clear()
+    _WORKER.update(state)
+
+
+def worker_state() -> dict[str, Any]:
+    return _WORKER
