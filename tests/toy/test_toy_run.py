@@ -60,7 +60,7 @@ def test_bursty_narrow_width_forgets_every_gap_and_wide_ones_accumulate(tmp_path
     events = int(f["t3"][-1].split("w1: ")[1].split()[0])
     assert events >= 19  # 20 gaps of 200 steps in 4,000
     retention = open_dataset(out / "analyses" / "retention.nc")
-    n = retention.n_overwrites.sel(signal="retained_signal", task="rare")
+    n = retention.n_overwrites.sel(signal="retained_signal", task="rare", seed=0)  # a toy run has one seed
     assert int(n.sel(model="w1")) >= 19
     assert all(int(n.sel(model=f"w{w}")) <= 2 for w in range(7, 13))  # wider than N_crit: (almost) never overwritten
 
