@@ -81,14 +81,15 @@ def train(config="quickstart", out: str | Path | None = None, *, overrides=(), n
 
 
 # -- analyze ----------------------------------------------------------------------------------
-def analyze(run, only=None, models=None, steps=None, *, progress: bool = True,
+def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, jobs: int = 0,
             echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
     """Run analyses over ``run`` (a path or Run) and return their xarray Datasets by name;
     each is written to ``analyses/<name>.nc`` and resumes where it stopped.
 
     ``only``: analysis names (default: all, each after the ones it reads); ``models`` /
-    ``steps``: restrict to these; ``settings``: per analysis, a dict or config object
-    that overrides the run's ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
+    ``steps``: restrict to these; ``jobs``: worker processes on CPU (0: one per core, 1: none);
+    ``settings``: per analysis, a dict or config object that overrides the run's
+    ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
     from mechrare.analyses import ANALYSES, ordered, resolve_settings
     from mechrare.analyses.driver import select_models
 
@@ -111,7 +112,7 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True,
             raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
     out = {}
     for name in names:
-        out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress)
+        out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
         echo(f"{name}: wrote {ctx.analysis_path(name)}")
     return out
 
@@ -126,11 +127,12 @@ def report(run, *, progress: bool = True):
 
 
 def run(config="quickstart", out: str | Path | None = None, *, overrides=(), progress: bool = True,
-        echo: Callable[[str], None] = lambda s: None):
-    """Train, run every analysis (with the config's ``[analyses]`` settings), then write the report."""
+        jobs: int = 0, echo: Callable[[str], None] = lambda s: None):
+    """Train, run every analysis (with the config's ``[analyses]`` settings), then write the report.
+    ``jobs``: the analyses' worker processes (training's are ``train.jobs``)."""
     name, cfg = load_run_config(config, list(overrides))
     trained = train(cfg, out, name=name, progress=progress, echo=echo)
-    analyze(trained, progress=progress, echo=echo, **cfg.analyses)
+    analyze(trained, progress=progress, jobs=jobs, echo=echo, **cfg.analyses)
     return report(trained, progress=progress)
 
 

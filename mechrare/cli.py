@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--steps", help="comma-separated checkpoint steps [all]")
+    p.add_argument("--jobs", type=int, default=0, help="worker processes on CPU [0: one per core; 1: none]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
@@ -112,7 +113,7 @@ def cmd_train(args) -> int:
 def cmd_analyze(args) -> int:
     import mechrare.api as api
 
-    api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps),
+    api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps), jobs=args.jobs,
                 progress=not args.no_progress, echo=print, **_analysis_settings(args.overrides))
     return 0
 

@@ -197,6 +197,9 @@ class TrainConfig:
     grad_clip: float = 1.0
     init_std: float = 0.02
     threads: int = 0
+    #: models x seeds trained side by side in worker processes on CPU, each with ``threads``
+    #: threads (0: as many as the cores allow; 1: one after another). It never changes the weights.
+    jobs: int = 0
     eval_batch_size: int = 512
     #: torch.compile the training forward (worth it on GPU; see benchmarks/)
     compile: bool = False
@@ -223,6 +226,7 @@ class TrainConfig:
         require(self.grad_clip >= 0, f"{path}.grad_clip", f"must be >= 0 (0 = off), got {self.grad_clip}")
         require(self.init_std > 0, f"{path}.init_std", f"must be > 0, got {self.init_std}")
         require(self.threads >= 0, f"{path}.threads", f"must be >= 0 (0 = torch default), got {self.threads}")
+        require(self.jobs >= 0, f"{path}.jobs", f"must be >= 0 (0 = as many as the cores allow), got {self.jobs}")
         require(self.eval_batch_size >= 1, f"{path}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
 
 
@@ -267,6 +271,7 @@ class RunConfig:
         out = self.to_dict()
         out.pop("analyses", None)
         out.get("ladder", {}).pop("seeds", None)  # more seeds extend a run; each seed's weights are its own
+        out.get("train", {}).pop("jobs", None)  # how many train side by side; the weights are the same
         return out
 
     @classmethod

@@ -16,7 +16,9 @@ and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
   sha256 of every checkpoint the part was computed from (``inputs``), so a
   rerun with the same settings on the same weights resumes, and a retrained or
   restored checkpoint is recomputed. Older parts of the same step are removed;
-* **progress**: one bar per analysis over the checkpoints still to compute.
+* **progress**: one bar per analysis over the checkpoints still to compute;
+* **jobs**: on CPU, parts are computed by ``jobs`` worker processes side by side
+  (:mod:`mechrare.workers`; 0 = one per core), each writing its own part.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from mechrare.checkpoints.datasets import provenance, write_dataset
 from mechrare.checkpoints.series import Checkpoint
 from mechrare.devices import resolve_device
 from mechrare.errors import ConfigError, RunFolderError
+from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, worker_state
 
 Parts = dict[str, dict[int, dict[str, np.ndarray]]]  # model -> step -> arrays (one seed)
 Series = tuple[str, int]  # (model, training seed)
@@ -50,6 +53,22 @@ def save_part(path: Path, arrays: dict) -> None:
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+
+
+def write_part(path: Path, arrays: dict, step: int) -> None:
+    """Save a checkpoint's part and remove that step's parts made from other weights."""
+    save_part(path, arrays)
+    for stale in path.parent.glob(f"step_{step}-*.npz"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+
+
+def _compute_part(job) -> None:
+    """One part, in a worker process (see PerCheckpoint.run)."""
+    (model, seed, step), steps, path = job
+    w = worker_state()
+    ckpt = w["ctx"].series.checkpoint(model, step, seed)
+    write_part(path, w["analysis"].compute(w["ctx"], w["cfg"], w["state"], ckpt, w["device"], steps), step)
 
 
 def load_part(path: Path) -> dict[str, np.ndarray]:
@@ -127,7 +146,9 @@ class PerCheckpoint(Analysis):
             raise ConfigError(f"{self.name}: nothing to analyse: no model has {which}; see `mechrare ls` for the steps on disk")
         return plan
 
-    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
+    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None,
+            progress: bool = True, jobs: int = 1):
+        """Compute the missing parts (``jobs`` worker processes on CPU; 0 = one per core), then assemble and write."""
         from tqdm.auto import tqdm
 
         if self.needs_tasks:
@@ -139,13 +160,18 @@ class PerCheckpoint(Analysis):
             (m, seed, s): self.part_path(ctx, cfg, m, s, chosen, seed) for (m, seed), chosen in plan.items() for s in chosen
         }
         todo = [key for key, path in paths.items() if not path.is_file()]
-        for m, seed, s in tqdm(todo, desc=self.name, unit="ckpt", disable=not progress):
-            arrays = self.compute(ctx, cfg, state, ctx.series.checkpoint(m, s, seed), device, plan[(m, seed)])
-            path = paths[(m, seed, s)]
-            save_part(path, arrays)
-            for stale in path.parent.glob(f"step_{s}-*.npz"):
-                if stale != path:
-                    stale.unlink(missing_ok=True)
+        workers = resolve_jobs(jobs, device.type, len(todo))
+        with tqdm(total=len(todo), desc=self.name, unit="ckpt", disable=not progress) as bar:
+            if workers == 1:
+                for m, seed, s in todo:
+                    arrays = self.compute(ctx, cfg, state, ctx.series.checkpoint(m, s, seed), device, plan[(m, seed)])
+                    write_part(paths[(m, seed, s)], arrays, s)
+                    bar.update()
+            else:
+                shared = {"analysis": self, "ctx": ctx, "cfg": cfg, "state": state, "device": device}
+                items = [(key, plan[key[:2]], paths[key]) for key in todo]
+                for _ in run_jobs(_compute_part, items, workers, initializer=set_worker_state, initargs=(shared,)):
+                    bar.update()
         seeds = sorted({seed for _, seed in plan})
         per_seed = []
         for seed in seeds:

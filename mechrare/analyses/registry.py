@@ -37,8 +37,10 @@ class Analysis(ABC):
     after: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
-    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None, progress: bool = True):
-        """Compute, write ``ctx.analysis_path(name)`` and return the xarray Dataset."""
+    def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None,
+            progress: bool = True, jobs: int = 1):
+        """Compute, write ``ctx.analysis_path(name)`` and return the xarray Dataset
+        (``jobs``: worker processes it may use on CPU; 0 = one per core)."""
 
 
 def ordered(names: list[str]) -> list[str]:

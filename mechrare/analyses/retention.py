@@ -236,10 +236,10 @@ class Retention(Analysis):
     config_class = RetentionConfig
     after = ("probes", "sae", "neurons", "interference")
 
-    def run(self, ctx: Context, cfg: RetentionConfig, *, models=None, steps=None, progress: bool = True):
-        """Detect learned / peak / overwrite steps for every (model, task, signal); writes analyses/retention.nc.
+    def run(self, ctx: Context, cfg: RetentionConfig, *, models=None, steps=None, progress: bool = True, jobs: int = 1):
+        """Detect learned / peak / overwrite steps for every (model, seed, task, signal); writes analyses/retention.nc.
 
-        Run-level: it reads the datasets present (``steps`` is not used)."""
+        Run-level and quick: it reads the datasets present (``steps`` and ``jobs`` are not used)."""
         import xarray as xr
 
         from mechrare.analyses.driver import select_models

@@ -128,7 +128,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         "How each status was decided:",
         "",
     ]
-    lines += [f"- ({f.key}) {f.rule}" + (f" Test: {f.test}." if f.test else "") for f in findings]
+    lines += [f"- ({f.key}) {f.rule}." + (f" Test: {f.test}." if f.test else "") for f in findings]
     lines += ["", "## Models", "", model_table_markdown(data), "", "## Figures", ""]
     for r in figures:
         if r.png is None:
@@ -182,7 +182,7 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
         f"<td>{_e(effect_text(f))}</td><td>{_e(f.n_seeds or '-')}</td><td>{_e(f.evidence)}</td></tr>"
         for f in findings
     )
-    rules = "".join(f"<li>({_e(f.key)}) {_e(f.rule)}" + (f" Test: {_e(f.test)}." if f.test else "") + "</li>" for f in findings)
+    rules = "".join(f"<li>({_e(f.key)}) {_e(f.rule)}." + (f" Test: {_e(f.test)}." if f.test else "") + "</li>" for f in findings)
     header, mrows = model_rows(data)
     models = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" + "".join(
         "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in mrows

@@ -1,9 +1,11 @@
-"""Built-in callbacks: evaluation, checkpoint folders, resume state, progress bar."""
+"""Built-in callbacks: evaluation, checkpoint folders, resume state, progress bars."""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import contextmanager
 from typing import Any
 
 from mechrare.checkpoints.atomic import atomic_dir, atomic_file, sha256_file
@@ -104,3 +106,52 @@ class ProgressCallback(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()
+
+
+class QueueProgress(Callback):
+    """Progress of a model trained in a worker process: step counts sent to the parent's bar
+    (:func:`shared_progress`), every ``every`` steps."""
+
+    def __init__(self, queue, every: int = 10):
+        self.queue = queue
+        self.every = every
+        self._sent = 0
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        self._sent = trainer.step
+        if self.queue is not None and trainer.step:
+            self.queue.put(trainer.step)  # steps done before a resume
+
+    def on_step_end(self, trainer: Trainer, loss) -> None:
+        if self.queue is not None and (trainer.step - self._sent >= self.every or trainer.step == trainer.cfg.steps):
+            self.queue.put(trainer.step - self._sent)
+            self._sent = trainer.step
+
+
+@contextmanager
+def shared_progress(total: int, desc: str, enabled: bool = True):
+    """One tqdm bar fed by worker processes: yields the queue to hand them (None when disabled)."""
+    if not enabled:
+        yield None
+        return
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    manager = get_context("spawn").Manager()
+    queue = manager.Queue()
+    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+
+    def drain() -> None:
+        while (n := queue.get()) is not None:
+            bar.update(n)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        yield queue
+    finally:
+        queue.put(None)
+        reader.join(timeout=5)
+        bar.close()
+        manager.shutdown()

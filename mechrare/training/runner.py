@@ -29,9 +29,12 @@ from mechrare.training.callbacks import (
     CheckpointCallback,
     EvalCallback,
     ProgressCallback,
+    QueueProgress,
     ResumeCallback,
+    shared_progress,
 )
 from mechrare.training.trainer import Trainer
+from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores, worker_state
 
 log = logging.getLogger("mechrare")
 
@@ -147,8 +150,10 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     return run
 
 
-def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0) -> None:
-    """Train one model under one training seed (resuming from its state where there is one)."""
+def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
+                progress_queue=None) -> int:
+    """Train one model under one training seed (resuming from its state where there is one);
+    returns the final step. The manifest is left to the caller (one writer)."""
     import torch
 
     cfg = plan.config
@@ -160,6 +165,7 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     attn = "sdpa" if device.type == "cuda" else "eager"
     model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
     desc = shape.name if len(plan.seeds) == 1 else f"{shape.name} seed {seed}"
+    bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress)
     trainer = Trainer(
         model,
         mixture,
@@ -170,7 +176,7 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
             EvalCallback(),
             CheckpointCallback(run, shape.name, vocab.to_hf_tokenizer(), seed),
             ResumeCallback(run, shape.name, plan.resume_every, seed),
-            ProgressCallback(desc, enabled=progress),
+            bar,
         ],
         autocast_dtype=autocast_dtype(cfg.train.precision, device),
     )
@@ -180,12 +186,27 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     if state_path.is_file():
         trainer.load_state_dict(torch.load(state_path, map_location=device, weights_only=False))
         log.info("%s: resuming at step %d", desc, trainer.step)
-    run.update_model(shape.name, status="training", device=str(device))
     trainer.fit()
-    record = run.read_manifest().model(shape.name)
+    return trainer.step
+
+
+def mark_done(run: RunFolder, model: str, seed: int, final_step: int) -> None:
+    record = run.read_manifest().model(model)
     done = sorted(set(record.seeds_done) | {seed})
     status = "done" if set(run.read_manifest().seeds) <= set(done) else "training"
-    run.update_model(shape.name, status=status, final_step=trainer.step, seeds_done=done)
+    run.update_model(model, status=status, final_step=final_step, seeds_done=done)
+
+
+def _train_job(job: tuple[str, int]) -> int:
+    """One (model, seed), in a worker process (see train_run)."""
+    from mechrare.checkpoints.series import quiet_transformers
+
+    name, seed = job
+    w = worker_state()
+    plan: Plan = w["plan"]
+    shape = next(s for s in plan.shapes if s.name == name)
+    with quiet_transformers():
+        return train_model(RunFolder(w["out"]), plan, shape, w["device"], progress=False, seed=seed, progress_queue=w["queue"])
 
 
 def train_run(
@@ -195,22 +216,44 @@ def train_run(
     progress: bool = True,
     echo: Callable[[str], None] = lambda s: None,
 ) -> RunFolder:
-    """Train every ladder model of ``config`` into ``out``; resumes where it stopped."""
+    """Train every ladder model of ``config`` under each seed into ``out``; resumes where it stopped.
+
+    On CPU, ``train.jobs`` worker processes train (model, seed) pairs side by side, each with
+    ``train.threads`` threads; every pair is trained exactly as it would be alone."""
     from mechrare.checkpoints.series import quiet_transformers
 
     plan = Plan(config)
     device = resolve_device(config.train.device, "train.device")
     run = open_or_create(out, plan, name)
-    with torch_threads(config.train.threads), quiet_transformers():
-        for shape in plan.shapes:
-            record = run.read_manifest().model(shape.name)
-            # a folder from before seeds records only its status
-            finished = set(record.seeds_done) or ({0} if record.status == "done" else set())
-            for seed in plan.seeds:
-                if seed in finished:
-                    echo(f"{shape.name}{'' if len(plan.seeds) == 1 else f' seed {seed}'}: done already, skipping")
-                    continue
-                train_model(run, plan, shape, device, progress=progress, seed=seed)
+    todo = []
+    for shape in plan.shapes:
+        record = run.read_manifest().model(shape.name)
+        # a folder from before seeds records only its status
+        finished = set(record.seeds_done) or ({0} if record.status == "done" else set())
+        for seed in plan.seeds:
+            if seed in finished:
+                echo(f"{shape.name}{'' if len(plan.seeds) == 1 else f' seed {seed}'}: done already, skipping")
+            else:
+                todo.append((shape, seed))
+    threads = config.train.threads
+    workers = resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
+    if workers == 1:
+        with torch_threads(threads), quiet_transformers():
+            for shape, seed in todo:
+                run.update_model(shape.name, status="training", device=str(device))
+                mark_done(run, shape.name, seed, train_model(run, plan, shape, device, progress=progress, seed=seed))
+                write_metrics(run)
+    else:
+        for shape in dict.fromkeys(shape for shape, _ in todo):
+            run.update_model(shape.name, status="training", device=str(device))
+        # the largest first, so that the last jobs to finish are short ones
+        todo.sort(key=lambda pair: -olmo2_param_count(pair[0], len(plan.mixture.vocab)))
+        with shared_progress(len(todo) * config.train.steps, f"train ({workers} jobs)", progress) as queue:
+            shared = {"plan": plan, "out": str(run.path), "device": device, "queue": queue}
+            jobs = [(shape.name, seed) for shape, seed in todo]
+            for (model, seed), step in run_jobs(_train_job, jobs, workers, threads=max(threads, 1),
+                                                initializer=set_worker_state, initargs=(shared,)):
+                mark_done(run, model, seed, step)
                 write_metrics(run)
     write_metrics(run)
     return run

@@ -150,6 +150,16 @@ def test_seeds_are_analysed_one_by_one_and_stacked(tmp_path):
     assert b.calls == []  # every seed's parts resume
 
 
+def test_parts_from_worker_processes_equal_the_sequential_ones(tmp_path):
+    one, two = Context(FakeSeries(seeds=(0, 3)), None, tmp_path / "one"), Context(FakeSeries(seeds=(0, 3)), None, tmp_path / "two")
+    ds1 = Count().run(one, CountConfig(), progress=False, jobs=1)
+    ds2 = Count().run(two, CountConfig(), progress=False, jobs=2)
+    assert ds2.equals(ds1) and len(list((tmp_path / "two").rglob("*.npz"))) == 11
+    again = Count()
+    again.run(two, CountConfig(), progress=False, jobs=2)
+    assert again.calls == []  # the workers' parts resume like any other
+
+
 def test_device_errors_name_the_analysis(ctx):
     import torch
 
