@@ -24,6 +24,16 @@ def models(size: str):
     return [build_model(cfg, s) for s in range(SEEDS)]
 
 
+def per_update(step, steps: int) -> float:
+    """Seconds per call of ``step`` after 3 warm-up calls."""
+    for _ in range(3):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - t0) / steps
+
+
 def sequential(size: str, steps: int, seeds: int = SEEDS) -> float:
     import torch
 
@@ -38,12 +48,7 @@ def sequential(size: str, steps: int, seeds: int = SEEDS) -> float:
             o.step()
             o.zero_grad(set_to_none=True)
 
-    for _ in range(3):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
+    return per_update(step, steps)
 
 
 def stacked(size: str, steps: int) -> float:
@@ -67,12 +72,7 @@ def stacked(size: str, steps: int) -> float:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(3):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - t0) / steps
+    return per_update(step, steps)
 
 
 def _one_seed(job):

@@ -65,6 +65,17 @@ def _with(finding: Finding, est: Estimate, test: str) -> Finding:
     return finding
 
 
+def _decide(f: Finding, est: Estimate, holds_above: bool) -> None:
+    """The status of a one-interval test: holds when the interval lies on the claim's side of 0, does not
+    hold on the other side, else (and with too few seeds, saying so) inconclusive."""
+    if est.n_seeds < MIN_SEEDS:
+        f.evidence += "; " + _few_seeds(est.n_seeds)
+    elif est.above(0) if holds_above else est.below(0):
+        f.status = HOLDS
+    elif est.below(0) if holds_above else est.above(0):
+        f.status = FAILS
+
+
 def _accuracy_table(data: RunData, models: list[str], task: str) -> np.ndarray:
     """[seed, model] final accuracies."""
     return np.stack([data.final_by_seed("accuracy", m, task) for m in models], axis=1)
@@ -258,12 +269,7 @@ def interference_lower_when_larger(data: RunData) -> Finding:
         + ", ".join(f"{m} {np.nanmean(v[1]):+.3f}" for m, v in by.items())
     )
     f = Finding("d", claim, INCONCLUSIVE, evidence, D_RULE)
-    if slope.n_seeds < MIN_SEEDS:
-        f.evidence += "; " + _few_seeds(slope.n_seeds)
-    elif slope.below(0):
-        f.status = HOLDS
-    elif slope.above(0):
-        f.status = FAILS
+    _decide(f, slope, holds_above=False)
     return _with(f, slope, "slope: mean over seeds +- t(0.975, seeds - 1) x seed s.e.; "
                  f"needs >= {MIN_SEEDS} seeds")
 
@@ -297,10 +303,5 @@ def upsampling_closes_the_gap(data: RunData) -> Finding:
     evidence = (f"{rare} final accuracy: {base} {means[0]:.3f}, {up} (x{factor:g}) {means[1]:.3f}, {large} {means[2]:.3f}; "
                 f"up - (base + {large}) / 2 = {closed.text()}; rescue up - base = {rescue.text()}")
     f = Finding("e", claim, INCONCLUSIVE, evidence, E_RULE)
-    if closed.n_seeds < MIN_SEEDS:
-        f.evidence += "; " + _few_seeds(closed.n_seeds)
-    elif closed.above(0):
-        f.status = HOLDS
-    elif closed.below(0):
-        f.status = FAILS
+    _decide(f, closed, holds_above=True)
     return _with(f, closed, "paired contrast: " + T_TEST)
