@@ -11,27 +11,38 @@ the datasets present in the run folder (one series per training seed):
 * ``sae``: SAE features specific to the task, all analysed layers (sae.nc; only
   the analysed checkpoints).
 
-**Accuracy is tested, not thresholded** (:mod:`mechrare.analyses.binomial`): a
-task is *learned* when its held-out accuracy rises above the task's chance
-level by more than binomial noise on its eval items allows, and *overwritten*
-when it then falls by more than that noise allows under "accuracy never falls";
-each test holds its false-positive rate at ``alpha`` (0.05) per (model, seed, task)
-series (measured: tests/analyses/test_binomial.py). ``p_learned`` and
-``p_overwrite`` are the tests' p-values and ``calibrated(signal)`` says which
-signals are tested this way.
+**Events are tests, not thresholds**, each holding its false-positive rate at
+``alpha`` (0.05) per (model, seed, task, signal) series under a null that matches
+the signal's noise:
 
-The other signals are not yet calibrated against a null (their noise is not
-binomial; seeds or permutations will give them one) and use thresholds:
-the series
+* ``accuracy`` (:mod:`mechrare.analyses.binomial`): *learned* when its held-out
+  accuracy rises above the task's chance level (the answer set's, not the
+  vocabulary's) by more than binomial noise on its eval items allows;
+  *overwritten* when it then falls by more than that noise allows under
+  "accuracy never falls" (measured: tests/analyses/test_binomial.py);
+* ``probe``, ``neurons`` (learned = *claimed*), ``sae``
+  (:mod:`mechrare.analyses.jitter`): a rise over the series' first checkpoints,
+  and a later fall, each against the same statistic on random orderings of the
+  series' own checkpoint-to-checkpoint jitter (a checkpoint-order permutation
+  null; measured: tests/analyses/test_jitter.py). ``min_rise[signal]`` is an
+  extra floor on the rise and the fall. Series shorter than 16 checkpoints (the
+  SAE signal's few analysed checkpoints, often) are not tested.
+
+``p_learned`` and ``p_overwrite`` are the tests' p-values, and ``calibrated``
+says, per series, that its events come from these tests. Series that are not
+tested (too short, ``retained_signal``: the toy model's noiseless s_k(U), or a
+task set that does not say the task's chance level) use thresholds: the series
 is smoothed with a running median over 3 checkpoints. With b the first smoothed
 value and P its maximum, the signal is *learned* if P - b >= ``min_rise[signal]``;
 ``learned_step`` is the first step at which it reaches b + (P - b) / 2 and
 ``peak_step`` the step of P. An *overwrite event* is a peak of the smoothed series
 with prominence >= ``min_rise[signal]`` (scipy.signal.find_peaks), at or above
-the learned level b + (P - b) / 2, that the series later leaves: the event's overwrite step is the first checkpoint after the peak at
-which the value has fallen by half the peak's prominence. ``overwrite_step`` is the
-first event's (NaN if none), ``n_overwrites`` counts them, and ``retained`` says
-that the task was learned and ends at or above b + (P - b) / 2.
+the learned level b + (P - b) / 2, that the series later leaves: the event's
+overwrite step is the first checkpoint after the peak at which the value has
+fallen by half the peak's prominence. ``overwrite_step`` is the first event's
+(NaN if none), ``n_overwrites`` counts them, and ``retained`` says that the task
+was learned and not overwritten (tests) or ends at or above b + (P - b) / 2
+(thresholds). Read uncalibrated events as descriptions, never as findings.
 
 ``interference_at_overwrite`` is the mean of interference.nc's ``cos_nontask_ref``
 (the paper's cos(g_nt, g_r) on the task neurons) over the checkpoints in
@@ -47,13 +58,15 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mechrare.analyses.binomial import detect_binomial
+from mechrare.analyses.jitter import detect_jitter
 from mechrare.analyses.registry import Analysis, as_context, register_analysis
 from mechrare.checkpoints.datasets import describe, open_dataset, provenance, write_dataset
 from mechrare.errors import ConfigError
 from mechrare.runs import Context
 
 SIGNALS = ("accuracy", "retained_signal", "probe", "neurons", "sae")
-CALIBRATED = ("accuracy",)  # signals whose events are tests with a stated false-positive rate
+CALIBRATED = ("accuracy",)  # tested against binomial noise on the eval items (needs the task's chance level)
+PERMUTED = ("probe", "neurons", "sae")  # tested against a permutation of their own jitter (jitter.py)
 DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "neurons": 3.0, "sae": 2.0}
 
 
@@ -61,9 +74,9 @@ DEFAULT_MIN_RISE = {"accuracy": 0.05, "retained_signal": 0.1, "probe": 0.05, "ne
 class RetentionConfig:
     min_rise: dict[str, float] = field(default_factory=dict)  # per signal; unset ones use DEFAULT_MIN_RISE
     smooth: int = 3
-    alpha: float = 0.05  # false-positive rate of each calibrated test, per (model, task) series
-    window: int = 3  # checkpoints pooled by the calibrated tests
-    n_null: int = 1000  # simulated null series per test
+    alpha: float = 0.05  # false-positive rate of each test, per (model, seed, task, signal) series
+    window: int = 3  # checkpoints pooled by the tests
+    n_null: int = 1000  # simulated null series (accuracy) or permutations (probe, neurons, sae) per test
     seed: int = 0
 
     def validate(self, path: str) -> None:
@@ -87,8 +100,9 @@ class Detection:
     final_value: float = np.nan
     retained: bool = False
     events: list = field(default_factory=list)  # (peak_step, overwrite_step, drop)
-    p_learned: float = np.nan  # calibrated signals only
+    p_learned: float = np.nan  # tested series only
     p_overwrite: float = np.nan
+    calibrated: bool = False  # events are tests with false-positive rate alpha
 
 
 def smooth(values: np.ndarray, width: int) -> np.ndarray:
@@ -197,10 +211,13 @@ VARIABLES = {
     "event_drop": ("fall of the smoothed signal from peak to overwrite step", "1"),
     "event_interference": ("mean cos(g_nt, g_r) over the event's window (peak, overwrite]", "1"),
     "event_loss_change": ("summed loss_change from the other components over the event's window", "1"),
-    "event_p_value": ("p-value of the overwrite test (calibrated signals; NaN: a thresholded signal)", "1"),
-    "p_learned": ("p-value of 'above chance' under binomial noise at chance (calibrated signals only)", "1"),
-    "p_overwrite": ("p-value of 'fell after its peak' under non-decreasing accuracy with binomial noise (calibrated signals only)", "1"),
-    "calibrated": ("the signal's events are tests with false-positive rate alpha per series; else thresholds", "1"),
+    "event_p_value": ("p-value of the overwrite test (NaN: a thresholded series)", "1"),
+    "event_calibrated": ("the event comes from a test with false-positive rate alpha per series (else thresholds)", "1"),
+    "p_learned": ("p-value of 'learned' (accuracy: above chance under binomial noise; probe, neurons, sae: a rise over the first "
+                  "checkpoints under a permutation of the series' own jitter); NaN: not tested", "1"),
+    "p_overwrite": ("p-value of 'fell after its peak' (accuracy: under non-decreasing accuracy with binomial noise; probe, neurons, "
+                    "sae: under a permutation of the series' own jitter); NaN: not tested", "1"),
+    "calibrated": ("the series' events are tests with false-positive rate alpha; else thresholds", "1"),
     "chance": ("chance level of the task's answer: 1 / the answers it can have", "1"),
     "eval_items": ("held-out items the task's accuracy is measured on", "1"),
 }
@@ -218,15 +235,47 @@ def binomial_inputs(ctx: Context, tasks: list[str]) -> dict[str, tuple[int, floa
     return out
 
 
+def _rng_key(cfg: RetentionConfig, model: str, task: str, training_seed: int, signal: str = "") -> list[int]:
+    key = f"{model}/{task}" + (f"/seed{training_seed}" if training_seed else "") + (f"/{signal}" if signal else "")
+    return [cfg.seed, zlib.crc32(key.encode())]  # the same draws whatever else is analysed
+
+
 def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:
-    """The calibrated tests on one accuracy series, as a Detection (at most one event)."""
-    key = f"{model}/{da.task.item()}" + (f"/seed{training_seed}" if training_seed else "")
-    seed = [cfg.seed, zlib.crc32(key.encode())]  # the same draws whatever else is analysed
+    """The binomial tests on one accuracy series, as a Detection (at most one event)."""
+    seed = _rng_key(cfg, model, str(da.task.item()), training_seed)
     e = detect_binomial(da.step.values, da.values, n, chance, cfg.window, cfg.alpha, cfg.n_null, seed)
     d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
-                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite)
+                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite, calibrated="skipped" not in e.details)
     if e.overwritten:
         d.events.append((e.peak_step, e.overwrite_step, e.drop))
+    return d
+
+
+def permuted(da, signal: str, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection | None:
+    """The permutation tests on one probe / neurons / SAE series, as a Detection (at most one event);
+    None when the series is too short to test."""
+    seed = _rng_key(cfg, model, str(da.task.item()), training_seed, signal)
+    floor = {**DEFAULT_MIN_RISE, **cfg.min_rise}[signal]
+    e = detect_jitter(da.step.values, da.values.astype(float), cfg.window, cfg.alpha, cfg.n_null, seed, min_effect=floor)
+    if not e.tested:
+        return None
+    d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
+                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite, calibrated=True)
+    if e.overwritten:
+        d.events.append((e.peak_step, e.overwrite_step, e.drop))
+    return d
+
+
+def detect_series(da, signal: str, cfg: RetentionConfig, model: str, training_seed: int, binomial: dict) -> Detection:
+    """One (model, seed, task, signal) series: its calibrated tests where it has them, else thresholds."""
+    task = str(da.task.item())
+    d = None
+    if signal in CALIBRATED and task in binomial:
+        d = tested(da, *binomial[task], cfg, model, training_seed)
+    elif signal in PERMUTED:
+        d = permuted(da, signal, cfg, model, training_seed)
+    if d is None or not d.calibrated:
+        d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[signal], cfg.smooth)
     return d
 
 
@@ -265,6 +314,7 @@ class Retention(Analysis):
         var = {k: np.full(shape, np.nan) for k in ("learned_step", "peak_step", "peak_value", "final_value", "overwrite_step",
                                                    "interference_at_overwrite", "loss_change_at_overwrite", "p_learned", "p_overwrite")}
         retained = np.zeros(shape, dtype=bool)
+        calibrated = np.zeros(shape, dtype=bool)
         n_over = np.zeros(shape, dtype=np.int32)
         events = []
         for mi, m in enumerate(models):
@@ -273,12 +323,9 @@ class Retention(Analysis):
                     for si, sig in enumerate(names):
                         if seed not in signals[sig].seed.values:
                             continue
-                        da = signals[sig].sel(model=m, seed=seed, task=t)
-                        if sig in CALIBRATED and t in binomial:
-                            d = tested(da, *binomial[t], cfg, m, seed)
-                        else:
-                            d = detect(da.step.values, da.values.astype(float), {**DEFAULT_MIN_RISE, **cfg.min_rise}[sig], cfg.smooth)
+                        d = detect_series(signals[sig].sel(model=m, seed=seed, task=t), sig, cfg, m, seed, binomial)
                         at = (mi, ki, ti, si)
+                        calibrated[at] = d.calibrated
                         for key in ("learned_step", "peak_step", "peak_value", "final_value", "p_learned", "p_overwrite"):
                             var[key][at] = getattr(d, key)
                         retained[at] = d.retained
@@ -286,13 +333,13 @@ class Retention(Analysis):
                         p = var["p_overwrite"][at]
                         for k, (peak, over, drop) in enumerate(d.events):
                             cos, lc = _window_stats(interference, m, seed, t, peak, over)
-                            events.append((m, seed, t, sig, peak, over, drop, cos, lc, p))
+                            events.append((m, seed, t, sig, peak, over, drop, cos, lc, p if d.calibrated else np.nan, d.calibrated))
                             if k == 0:
                                 var["overwrite_step"][at] = over
                                 var["interference_at_overwrite"][at] = cos
                                 var["loss_change_at_overwrite"][at] = lc
         dims = ("model", "seed", "task", "signal")
-        ev = list(zip(*events)) if events else [[] for _ in range(10)]
+        ev = list(zip(*events)) if events else [[] for _ in range(11)]
         ds = xr.Dataset(
             {
                 **{k: (dims, v) for k, v in var.items()},
@@ -308,7 +355,8 @@ class Retention(Analysis):
                 "event_interference": (("event",), np.array(ev[7], dtype=float)),
                 "event_loss_change": (("event",), np.array(ev[8], dtype=float)),
                 "event_p_value": (("event",), np.array(ev[9], dtype=float)),
-                "calibrated": (("signal",), np.array([s in CALIBRATED and bool(binomial) for s in names])),
+                "event_calibrated": (("event",), np.array(ev[10], dtype=bool)),
+                "calibrated": (dims, calibrated),
             },
             coords={
                 "model": models,

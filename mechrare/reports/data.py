@@ -124,9 +124,7 @@ def steps_of(ds, model: str, var: str) -> tuple[np.ndarray, object]:
 def retention_events(ds) -> list[dict]:
     if "event" not in ds.dims or ds.sizes["event"] == 0:
         return []
-    keys = ("model", "seed", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change")
+    keys = ("model", "seed", "task", "signal", "peak_step", "overwrite_step", "drop", "interference", "loss_change", "calibrated")
     cols = {k: ds[f"event_{k}"].values for k in keys if f"event_{k}" in ds}
-    return [
-        {k: (str(v[i]) if v.dtype.kind in "US" else float(v[i])) for k, v in cols.items()}
-        for i in range(ds.sizes["event"])
-    ]
+    kind = {"U": str, "S": str, "b": bool}
+    return [{k: kind.get(v.dtype.kind, float)(v[i]) for k, v in cols.items()} for i in range(ds.sizes["event"])]

@@ -126,7 +126,8 @@ def draw_timeline(data: RunData):
         for e in [e for e in events if e["model"] == m]:
             y = rows.index(f"{e['task']} / {e['signal']}")
             color = cmap(norm(np.nan_to_num(e.get("interference", 0.0))))
-            ax.plot([e["peak_step"], e["overwrite_step"]], [y, y], lw=7, color=color, solid_capstyle="butt")
+            tested = e.get("calibrated", True)  # untested (thresholded) events are drawn faint
+            ax.plot([e["peak_step"], e["overwrite_step"]], [y, y], lw=7, color=color, solid_capstyle="butt", alpha=1.0 if tested else 0.35)
             ax.plot([e["overwrite_step"]], [y], marker="v", color="black", ms=5)
         ax.set_yticks(range(len(rows)), rows, fontsize=6)
         ax.set_ylim(-0.5, len(rows) - 0.5)

@@ -121,45 +121,63 @@ def rare_accuracy_rises_with_size(data: RunData) -> Finding:
 
 # -- (b) ----------------------------------------------------------------------------------
 B_RULE = (
-    "per (ladder model, seed): the common task's claim_step vs the rare task's, as earlier / tie / later / rare "
-    "never claimed / common never claimed; win = common strictly earlier and the rare task claims at some step "
-    "(never claimed is not a win, ties are ties). Holds if the 95% Clopper-Pearson interval of the win fraction "
-    "lies above 0.5 and no pair has the rare task earlier; does not hold if it lies below 0.5; else inconclusive"
+    "per (ladder model, seed): the step at which the common task is claimed vs the rare task's (claimed = retention's "
+    "tested 'learned' event on the task's owned-neuron count: a rise beyond a permutation of its own jitter, "
+    "false-positive rate alpha per series), as earlier / tie / later / rare never claimed / common never claimed; "
+    "win = common strictly earlier and the rare task claims at some step (never claimed is not a win, ties are "
+    "ties). Holds if the 95% Clopper-Pearson interval of the win fraction lies above 0.5 and no pair has the rare "
+    "task earlier; does not hold if it lies below 0.5; else inconclusive"
 )
+
+
+def _claims(ds, model: str, seed: int, tasks: tuple[str, str]) -> tuple[float, float] | None:
+    """(common, rare) tested claim steps of one (model, seed); None if either series was not tested."""
+    if not all(_tested(ds, model, seed, t, "neurons") for t in tasks):
+        return None
+    row = ds.learned_step.sel(model=model, signal="neurons")
+    row = row.sel(seed=seed) if "seed" in row.dims else row
+    return float(row.sel(task=tasks[0])), float(row.sel(task=tasks[1]))
 
 
 @finding("b", 20)
 def common_claims_first(data: RunData) -> Finding:
-    claim = "(b) Common tasks reach their claim_step before rare tasks"
+    claim = "(b) Common tasks claim their neurons before rare tasks"
     common, rare = data.common_task, data.rare_task
-    ds = data.get("neurons")
-    if ds is None or not data.ladder:
-        return Finding("b", claim, MISSING, "needs neurons.nc (`mechrare analyze RUN --only neurons`)", B_RULE)
+    ds = data.get("retention")
+    how = "needs retention.nc with tested neuron counts (`mechrare analyze RUN --only neurons,retention`)"
+    if ds is None or not data.ladder or "neurons" not in ds.signal.values:
+        return Finding("b", claim, MISSING, how, B_RULE)
     kinds = {"earlier": 0, "tie": 0, "later": 0, "rare never": 0, "common never": 0}
-    per_model = []
-    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [None]
-    for m in data.ladder:
+    per_model, untested = [], 0
+    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [0]
+    for m in (m for m in data.ladder if m in ds.model.values):
         marks = []
         for seed in seeds:
-            row = ds.claim_step.sel(model=m) if seed is None else ds.claim_step.sel(model=m, seed=seed)
-            c, r = float(row.sel(task=common)), float(row.sel(task=rare))
+            pair = _claims(ds, m, seed, (common, rare))
+            if pair is None:
+                untested += 1
+                marks.append("untested")
+                continue
+            c, r = pair
             kind = ("rare never" if np.isnan(r) else "common never" if np.isnan(c)
                     else "earlier" if c < r else "tie" if c == r else "later")
             kinds[kind] += 1
             marks.append(f"{_step(c)} vs {_step(r)}")
         per_model.append(f"{m} " + ", ".join(marks))
     pairs = sum(kinds.values())
+    if not pairs:
+        return Finding("b", claim, MISSING, how + f"; {untested} (model, seed) pairs were too short to test", B_RULE)
     wins = kinds["earlier"]
     low, high = clopper_pearson(wins, pairs)
-    evidence = (f"claim_step {common} vs {rare} per seed: " + "; ".join(per_model)
-                + f"; common earlier in {wins} of {pairs} pairs (" + ", ".join(f"{k} {v}" for k, v in kinds.items() if v) + ")")
+    evidence = (f"claimed (tested) {common} vs {rare} per seed: " + "; ".join(per_model)
+                + f"; common earlier in {wins} of {pairs} pairs (" + ", ".join(f"{k} {v}" for k, v in kinds.items() if v) + ")"
+                + (f"; {untested} pairs not tested" if untested else ""))
     f = Finding("b", claim, INCONCLUSIVE, evidence, B_RULE)
-    n_seeds = len(seeds)
     if low > 0.5 and kinds["later"] == 0:
         f.status = HOLDS
     elif high < 0.5:
         f.status = FAILS
-    est = Estimate(wins / pairs if pairs else np.nan, low, high, n_seeds)
+    est = Estimate(wins / pairs, low, high, len(seeds))
     return _with(f, est, "win fraction over (model, seed) pairs, exact Clopper-Pearson 95% interval")
 
 
@@ -173,9 +191,38 @@ C_RULE = (
     f"chance and then fell, each by more than binomial noise on its eval items allows (retention's calibrated "
     f"tests, false-positive rate alpha per series). Holds if the number of seeds with an event is significant "
     f"against each seed firing at rate alpha (exact binomial test, p < {ALPHA}); does not hold if no seed has an "
-    f"event; else inconclusive, and inconclusive with fewer than {MIN_SEEDS} seeds. Events of the uncalibrated "
-    "signals (probe, neurons, SAE) are listed and never decide"
+    f"event; else inconclusive, and inconclusive with fewer than {MIN_SEEDS} seeds. Only accuracy decides: the "
+    "other signals' tested events (probe, neurons, SAE: permutation tests) are listed as agreeing or not, and "
+    "untested (thresholded) events are listed apart"
 )
+
+
+def _tested(ds, model: str, seed: int, task: str, signal: str) -> bool:
+    """Whether retention tested this series (older files say it per signal only)."""
+    if "calibrated" not in ds or signal not in ds.signal.values:
+        return False
+    c = ds.calibrated.sel(signal=signal)
+    for dim, value in (("model", model), ("seed", seed), ("task", task)):
+        if dim in c.dims:
+            c = c.sel({dim: value})
+    return bool(c)
+
+
+def _agreement(ds, small: str, rare: str, seed: int, decider: str) -> str:
+    """What the other tested signals of (small, seed, rare) say: overwritten, learned only, never learned."""
+    parts = []
+    for sig in (str(s) for s in ds.signal.values if s != decider):
+        if not _tested(ds, small, seed, rare, sig):
+            continue
+        row = ds.sel(model=small, task=rare, signal=sig)
+        row = row.sel(seed=seed) if "seed" in row.dims else row
+        if np.isfinite(float(row.overwrite_step)):
+            parts.append(f"{sig} overwritten {float(row.peak_step):.0f} -> {float(row.overwrite_step):.0f} (p {float(row.p_overwrite):.3f})")
+        elif np.isfinite(float(row.learned_step)):
+            parts.append(f"{sig} learned by {float(row.learned_step):.0f}, not overwritten")
+        else:
+            parts.append(f"{sig} not learned")
+    return "; ".join(parts) if parts else "no other tested signal"
 
 
 @finding("c", 30)
@@ -184,32 +231,32 @@ def smallest_model_overwrites(data: RunData) -> Finding:
     ds = data.get("retention")
     if ds is None or not data.ladder:
         return Finding("c", claim, MISSING, "needs retention.nc (`mechrare analyze RUN --only retention`)", C_RULE)
-    small, rare = data.ladder[0], data.rare_task
-    calibrated = [str(s) for s in ds.signal.values if "calibrated" in ds and bool(ds.calibrated.sel(signal=s))]
-    if not calibrated or small not in ds.model.values:
+    small, rare, sig = data.ladder[0], data.rare_task, "accuracy"
+    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [0]
+    seeds = [s for s in seeds if small in ds.model.values and _tested(ds, small, s, rare, sig)]
+    if not seeds:
         return Finding("c", claim, MISSING, "needs retention.nc with calibrated accuracy tests (`mechrare analyze RUN --only retention`)", C_RULE)
     alpha = float(json.loads(ds.attrs.get("analysis_config", "{}")).get("alpha", 0.05))
-    seeds = [int(s) for s in ds.seed.values] if "seed" in ds.dims else [0]
-    sig = calibrated[0]
-    parts, fired, drops = [], 0, []
+    parts, fired = [], 0
     for seed in seeds:
         row = ds.sel(model=small, task=rare, signal=sig)
         row = row.sel(seed=seed) if "seed" in row.dims else row
         p_learn, p_over = float(row.p_learned), float(row.p_overwrite)
         event = p_learn <= alpha and p_over <= alpha
         fired += event
-        drops.append(float(row.peak_value) - float(row.final_value) if p_learn <= alpha else np.nan)
         if p_learn > alpha:
-            parts.append(f"seed {seed}: never above chance (p_learned {p_learn:.3f})")
+            text = f"seed {seed}: never above chance (p_learned {p_learn:.3f})"
         elif not event:
-            parts.append(f"seed {seed}: learned by {float(row.learned_step):.0f}, no drop beyond noise (p_overwrite {p_over:.3f}; "
-                         f"peak {float(row.peak_value):.3f}, final {float(row.final_value):.3f})")
+            text = (f"seed {seed}: learned by {float(row.learned_step):.0f}, no drop beyond noise (p_overwrite {p_over:.3f}; "
+                    f"peak {float(row.peak_value):.3f}, final {float(row.final_value):.3f})")
         else:
-            parts.append(f"seed {seed}: peak {float(row.peak_value):.3f} at {float(row.peak_step):.0f} -> overwritten at "
-                         f"{float(row.overwrite_step):.0f} (final {float(row.final_value):.3f}; p_overwrite {p_over:.3f})")
-    others = [e for e in retention_events(ds) if e["model"] == small and e["task"] == rare and e["signal"] not in calibrated]
-    context = "; uncalibrated signals with an event: " + (", ".join(
-        f"{e['signal']} seed {e.get('seed', 0):.0f} {e['peak_step']:.0f} -> {e['overwrite_step']:.0f}" for e in others) if others else "none")
+            text = (f"seed {seed}: peak {float(row.peak_value):.3f} at {float(row.peak_step):.0f} -> overwritten at "
+                    f"{float(row.overwrite_step):.0f} (final {float(row.final_value):.3f}; p_overwrite {p_over:.3f})")
+        parts.append(f"{text} [other tested signals: {_agreement(ds, small, rare, seed, sig)}]")
+    untested = [e for e in retention_events(ds) if e["model"] == small and e["task"] == rare
+                and e["signal"] != sig and not e.get("calibrated", False)]
+    context = "; untested (thresholded) events: " + (", ".join(
+        f"{e['signal']} seed {e.get('seed', 0):.0f} {e['peak_step']:.0f} -> {e['overwrite_step']:.0f}" for e in untested) if untested else "none")
     k = len(seeds)
     p = binomial_tail(fired, k, alpha) if fired else 1.0
     n = int(ds.eval_items.sel(task=rare)) if "eval_items" in ds.coords else 0

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from mechrare.analyses.binomial import detect_binomial
+from mechrare.analyses.jitter import detect_jitter
 from mechrare.analyses.interference import InterferenceConfig, run_interference
 from mechrare.analyses.neurons import NeuronsConfig, run_neurons
 from mechrare.analyses.retention import RetentionConfig, detect, run_retention
@@ -62,7 +63,8 @@ def test_run_level_dataset(retention_ds, tiny_run):
     assert {"accuracy", "neurons"} <= set(ds.signal.values)
     metrics = open_dataset(tiny_run.path / "metrics.nc")
     tasks = open_run(tiny_run.path).tasks
-    assert bool(ds.calibrated.sel(signal="accuracy")) and not bool(ds.calibrated.sel(signal="neurons"))
+    assert ds.calibrated.dims == ds.learned_step.dims and bool(ds.calibrated.sel(signal="accuracy").all())
+    assert bool(ds.calibrated.sel(signal="neurons").all())  # 16 checkpoints: tested
     for t in ds.task.values:
         inst = tasks.eval_instances(str(t))
         assert int(ds.eval_items.sel(task=t)) == len(inst)
@@ -76,7 +78,16 @@ def test_run_level_dataset(retention_ds, tiny_run):
             assert bool(row.retained) == e.retained and float(row.p_learned) == e.p_learned
             assert float(row.p_overwrite) == e.p_overwrite and int(row.n_overwrites) == int(e.overwritten)
             assert np.allclose(row.learned_step, e.learned_step, equal_nan=True)
-    assert np.isnan(ds.p_learned.sel(signal="neurons")).all()
+    neurons = open_dataset(tiny_run.path / "analyses" / "neurons.nc").n_claimed.sum("block")
+    for m in ds.model.values:
+        for t in ds.task.values:
+            series = neurons.sel(model=m, seed=0, task=t)
+            e = detect_jitter(series.step.values, series.values.astype(float), min_effect=3.0,
+                              seed=[0, zlib.crc32(f"{m}/{t}/neurons".encode())])
+            row = ds.sel(model=m, seed=0, task=t, signal="neurons")
+            assert e.tested and float(row.p_learned) == e.p_learned and float(row.p_overwrite) == e.p_overwrite
+            assert int(row.n_overwrites) == int(e.overwritten) and bool(row.retained) == e.retained
+    assert ds.event_calibrated.dtype == bool
     assert open_dataset(tiny_run.path / "analyses" / "retention.nc").equals(ds)
 
 

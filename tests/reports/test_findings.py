@@ -98,26 +98,41 @@ def test_e_closes_more_than_half_the_gap():
     assert f.status == MISSING and "ladder.interventions" in f.evidence
 
 
-def neurons(claims, seeds=1):
-    """claims: model -> (common, rare) claim step, the same for each seed, or a list of such pairs per seed."""
-    rows = [[claims[m][k] if isinstance(claims[m], list) else claims[m] for k in range(seeds)] for m in LADDER]
-    claim = np.array(rows, dtype=float)
-    return xr.Dataset({"claim_step": (("model", "seed", "task"), claim)}, coords={"model": LADDER, "seed": list(range(seeds)), "task": TASKS})
+def claims(pairs, seeds=1, tested=True):
+    """A retention.nc whose neurons signal is learned (claimed) at the given steps: model -> (common, rare),
+    the same for each seed, or a list of such pairs per seed; ``tested``: whether its series were tested."""
+    rows = [[pairs[m][k] if isinstance(pairs[m], list) else pairs[m] for k in range(seeds)] for m in LADDER]
+    learned = np.array(rows, dtype=float)[..., None]
+    dims = ("model", "seed", "task", "signal")
+    return xr.Dataset({"learned_step": (dims, learned), "calibrated": (dims, np.full(learned.shape, tested))},
+                      coords={"model": LADDER, "seed": list(range(seeds)), "task": TASKS, "signal": ["neurons"]})
 
 
 def test_b_claim_order():
     finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
-    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3)}))["b"]
+    f = by_key(data(finals, {"retention": claims({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3)}))["b"]
     assert f.status == HOLDS and "common earlier in 9 of 9 pairs" in f.evidence and f.ci_low > 0.5
     # never claimed is reported apart and is not a win; ties are ties
-    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, np.nan), "l": (10, 10)}, seeds=3)}))["b"]
+    f = by_key(data(finals, {"retention": claims({"s": (10, 20), "m": (10, np.nan), "l": (10, 10)}, seeds=3)}))["b"]
     assert f.status == INCONCLUSIVE and "earlier 3, tie 3, rare never 3" in f.evidence and "m 10 vs never" in f.evidence
-    f = by_key(data(finals, {"neurons": neurons({"s": (20, 10), "m": (30, 10), "l": (10, 0)}, seeds=3)}))["b"]
+    f = by_key(data(finals, {"retention": claims({"s": (20, 10), "m": (30, 10), "l": (10, 0)}, seeds=3)}))["b"]
     assert f.status == FAILS
     # all wins on one seed: 3 pairs cannot show it
-    f = by_key(data(finals, {"neurons": neurons({"s": (10, 20), "m": (10, 30), "l": (0, 10)})}))["b"]
+    f = by_key(data(finals, {"retention": claims({"s": (10, 20), "m": (10, 30), "l": (0, 10)})}))["b"]
     assert f.status == INCONCLUSIVE
     assert by_key(data(finals))["b"].status == MISSING
+
+
+def test_b_decides_on_tested_claims_only():
+    finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
+    untested = claims({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3, tested=False)
+    f = by_key(data(finals, {"retention": untested}))["b"]
+    assert f.status == MISSING and "9 (model, seed) pairs were too short to test" in f.evidence
+    partly = claims({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3)
+    partly["calibrated"][0, 0, 1, 0] = False  # s, seed 0, the rare task: not tested
+    f = by_key(data(finals, {"retention": partly}))["b"]
+    assert "common earlier in 8 of 8 pairs" in f.evidence and "1 pairs not tested" in f.evidence
+    assert "s untested, 10 vs 20" in f.evidence
 
 
 def interference(cos_by_model, lc_by_model, seeds=3):
@@ -149,8 +164,10 @@ def test_d_interference_lower_when_larger():
     assert by_key(data(finals, {"interference": one}, seeds=1))["d"].status == INCONCLUSIVE
 
 
-def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds=3):
-    """A retention.nc with the accuracy tests' p-values (a number, or one per seed) for every (model, task)."""
+def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds=3, neurons_tested=None):
+    """A retention.nc with the accuracy tests' p-values (a number, or one per seed) for every (model, task);
+    ``neurons_tested``: per-series ``calibrated`` (the current layout) with the neurons signal tested, its
+    overwrite p-value this number (NaN: learned, not overwritten); None: the older per-signal layout."""
     models, signals = LADDER, ["accuracy", "neurons"]
     shape = (len(models), seeds, len(TASKS), len(signals))
     p_l, p_o = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -161,12 +178,20 @@ def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds
     cols = {k: [e[k] for e in events] for k in ("model", "task", "signal")}
     nums = {k: np.array([e[k] for e in events], dtype=float) for k in ("seed", "peak_step", "overwrite_step", "drop", "interference")}
     dims = ("model", "seed", "task", "signal")
+    tested = (("signal",), np.array([calibrated, False]))
+    if neurons_tested is not None:
+        flags = np.zeros(shape, dtype=bool)
+        flags[..., 0], flags[..., 1] = calibrated, True
+        tested = (dims, flags)
+        p_l[..., 1], p_o[..., 1] = 0.001, neurons_tested
+        if np.isnan(neurons_tested):
+            fill["overwrite_step"][..., 1] = np.nan
     return xr.Dataset(
         {**{f"event_{k}": ("event", np.array(v, dtype=str)) for k, v in cols.items()},
          **{f"event_{k}": ("event", v) for k, v in nums.items()},
          **{k: (dims, v) for k, v in fill.items()},
          "p_learned": (dims, p_l), "p_overwrite": (dims, p_o),
-         "calibrated": (("signal",), np.array([calibrated, False]))},
+         "calibrated": tested},
         coords={"model": models, "seed": list(range(seeds)), "task": TASKS, "signal": signals,
                 "chance": ("task", [0.5, 0.25]), "eval_items": ("task", [400, 400])},
         attrs={"analysis_config": '{"alpha": 0.05}'},
@@ -188,8 +213,21 @@ NEURON_EVENT = dict(model="s", seed=0, task="rare:1", signal="neurons", peak_ste
 def test_c_is_decided_by_the_calibrated_accuracy_tests(p_learned, p_overwrite, status, text):
     f = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}, {"retention": retention([NEURON_EVENT], p_learned, p_overwrite)}))["c"]
     assert f.status == status and text in f.evidence, f.evidence
-    assert "uncalibrated signals with an event: neurons seed 0 10 -> 30" in f.evidence  # listed, never deciding
+    assert "untested (thresholded) events: neurons seed 0 10 -> 30" in f.evidence  # listed, never deciding
     assert f.evidence.startswith("s / rare:1 (400 eval items, alpha 0.05)")
+
+
+@pytest.mark.parametrize("p_neurons, says", [(0.002, "neurons overwritten 20 -> 30 (p 0.002)"),
+                                             (np.nan, "neurons learned by 10, not overwritten")])
+def test_c_says_which_tested_signals_agree_and_they_never_decide(p_neurons, says):
+    finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
+    ret = retention([], 0.001, [0.001, 0.001, 0.001], neurons_tested=p_neurons)
+    f = by_key(data(finals, {"retention": ret}))["c"]
+    assert f.status == HOLDS and f"[other tested signals: {says}]" in f.evidence, f.evidence
+    assert "untested (thresholded) events: none" in f.evidence
+    alone = retention([], 0.001, 0.5, neurons_tested=0.002)  # the neuron count fell, accuracy did not
+    f = by_key(data(finals, {"retention": alone}))["c"]
+    assert f.status == FAILS and "neurons overwritten" in f.evidence
 
 
 def test_c_one_seed_is_inconclusive_even_with_an_event():
