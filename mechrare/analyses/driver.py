@@ -96,6 +96,8 @@ class PerCheckpoint(Analysis):
     part_ignore: ClassVar[tuple[str, ...]] = ("device",)
     #: whether ``compute`` reads the task set
     needs_tasks: ClassVar[bool] = True
+    #: raise when ``compute`` returns other numbers, so that parts of older code are not reused
+    part_version: ClassVar[int] = 1
 
     # -- what subclasses provide ------------------------------------------------------------
     def prepare(self, ctx: Context, cfg: Any) -> Any:
@@ -120,7 +122,8 @@ class PerCheckpoint(Analysis):
 
     # -- the driver --------------------------------------------------------------------------
     def part_settings(self, cfg: Any) -> dict:
-        return {k: v for k, v in asdict(cfg).items() if k not in self.part_ignore}
+        settings = {k: v for k, v in asdict(cfg).items() if k not in self.part_ignore}
+        return settings if self.part_version == 1 else {**settings, "_part_version": self.part_version}
 
     def parts_dir(self, ctx: Context, cfg: Any) -> Path:
         return Path(ctx.folder) / "analyses" / f"{self.name}.parts" / digest(self.part_settings(cfg))

@@ -18,7 +18,19 @@ At every checkpoint, with the model in fp32:
   (gate and up rows, down column); g_r = g_k. Per batch, g = g_t + g_nt with
   g_t = h_k; ``cos_batch_ref`` = cos(g, g_r) and ``cos_nontask_ref`` =
   cos(g_nt, g_r), restricted to the task neurons' parameters, averaged over the
-  batches (``cos_nontask_ref_std``: their spread).
+  batches (``cos_nontask_ref_std``: their spread). Its magnitude, the
+  *coupling*, is ``abs_cos_nontask_ref`` = the mean over batches of
+  |cos(g_nt, g_r)|: updates that cancel (negative) and that drag (positive)
+  both couple the rare task to the rest. The paper's mechanism, that the task's
+  updates become weak relative to the rest, is read from the norms on the same
+  neurons: ``grad_ratio_ref`` = ||g_r|| / ||g_nt|| (the task's held-out
+  gradient against the batch's non-task part) and ``grad_ratio_batch`` =
+  ||g_t|| / ||g_nt|| (the task's own share of the training batch against the
+  rest; 0 in a batch without the task), each the mean over batches.
+  ``neuron_cosine(task, component, other_component)``: the cosine between two
+  components' batch gradients (the tasks' h_k and the background's) on
+  ``task``'s neurons, averaged over batches: the task x task matrix where the
+  paper measures (NaN where a component is absent from every sampled batch).
 * **loss_change(task, other_task)** at step s' is the first-order change of
   ``task``'s held-out loss, over the interval from the previous checkpoint s to
   s', caused by ``other_task``'s share of the actual update delta = theta_s' -
@@ -41,6 +53,7 @@ numbers are a resume part keyed by its own and the next checkpoint's weights.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,6 +116,19 @@ def _cos(a, b) -> float:
     return float((a * b).sum()) / den if den > 0 else np.nan
 
 
+def _ratio(a, b) -> float:
+    den = float(b.norm())
+    return float(a.norm()) / den if den > 0 else np.nan
+
+
+def _cosines(rows) -> np.ndarray:
+    """[n, n] cosines between the rows of [n, d] (NaN where a row is zero)."""
+    gram = (rows.double() @ rows.double().T).cpu().numpy()
+    norm = np.sqrt(np.diag(gram))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return gram / np.outer(norm, norm)
+
+
 # -- one checkpoint ----------------------------------------------------------------------
 def batch_steps(step: int, next_step: int | None, n: int) -> list[int]:
     """The training steps whose batches stand for the interval after ``step``."""
@@ -139,6 +165,9 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
     comp_sum = [[torch.zeros_like(p) for p in params] for _ in range(comps)]
     cos_b = np.full((len(steps), n_tasks), np.nan)
     cos_nt = np.full((len(steps), n_tasks), np.nan)
+    ratio_ref = np.full((len(steps), n_tasks), np.nan)
+    ratio_batch = np.full((len(steps), n_tasks), np.nan)
+    pair_cos = np.full((len(steps), n_tasks, comps, comps), np.nan)
     for b, s in enumerate(steps):
         batch = batches.batch(s, batch_size)
         parts = component_losses(model, batch, n_tasks, device)
@@ -151,12 +180,22 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
         total = sum(rows)
         for t in range(n_tasks):
             sel = chosen[t]
-            g_r = ref_rows[t][sel]
+            g_r, g_t = ref_rows[t][sel], rows[t][sel]
+            g_nt = total[sel] - g_t
             cos_b[b, t] = _cos(total[sel], g_r)
-            cos_nt[b, t] = _cos(total[sel] - rows[t][sel], g_r)
-    out["cos_batch_ref"] = np.nanmean(cos_b, axis=0)
-    out["cos_nontask_ref"] = np.nanmean(cos_nt, axis=0)
-    out["cos_nontask_ref_std"] = np.nanstd(cos_nt, axis=0)
+            cos_nt[b, t] = _cos(g_nt, g_r)
+            ratio_ref[b, t] = _ratio(g_r, g_nt)
+            ratio_batch[b, t] = _ratio(g_t, g_nt)
+            pair_cos[b, t] = _cosines(torch.stack([r[sel].flatten() for r in rows]))
+    with warnings.catch_warnings():  # a component absent from every sampled batch: NaN, said once in the docs
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out["cos_batch_ref"] = np.nanmean(cos_b, axis=0)
+        out["cos_nontask_ref"] = np.nanmean(cos_nt, axis=0)
+        out["cos_nontask_ref_std"] = np.nanstd(cos_nt, axis=0)
+        out["abs_cos_nontask_ref"] = np.nanmean(np.abs(cos_nt), axis=0)
+        out["grad_ratio_ref"] = np.nanmean(ratio_ref, axis=0)
+        out["grad_ratio_batch"] = np.nanmean(ratio_batch, axis=0)
+        out["neuron_cosine"] = np.nanmean(pair_cos, axis=0)
     out["top_k"] = np.array(k)
     if next_params is not None:
         delta = [next_params[n].to(device) - p.detach() for n, p in zip(groups.names, params)]
@@ -202,6 +241,10 @@ VARIABLES = {
     "cos_batch_ref": ("cos(g, g_r) on the task's top-K MLP neurons: training-batch gradient vs the task's held-out gradient (mean over batches)", "1"),
     "cos_nontask_ref": ("cos(g_nt, g_r) on the task's top-K MLP neurons: non-task part of the training-batch gradient vs the task's held-out gradient (mean over batches)", "1"),
     "cos_nontask_ref_std": ("standard deviation of cos(g_nt, g_r) over the sampled batches", "1"),
+    "abs_cos_nontask_ref": ("coupling: mean over batches of |cos(g_nt, g_r)| on the task's top-K MLP neurons", "1"),
+    "grad_ratio_ref": ("||g_r|| / ||g_nt|| on the task's top-K MLP neurons: held-out task gradient vs the batch's non-task part (mean over batches)", "1"),
+    "grad_ratio_batch": ("||g_t|| / ||g_nt|| on the task's top-K MLP neurons: the task's part of the training batch vs the rest (mean over batches)", "1"),
+    "neuron_cosine": ("cosine between the training-batch gradients of component and other_component on the task's top-K MLP neurons (mean over batches)", "1"),
     "top_k": ("task neurons per task (the protocol's K)", "1"),
 }
 
@@ -210,6 +253,7 @@ VARIABLES = {
 class Interference(PerCheckpoint):
     name = "interference"
     config_class = InterferenceConfig
+    part_version = 2  # 2: coupling, gradient-norm ratios and the neuron cosine matrix
 
     def batch_size(self, ctx, cfg: InterferenceConfig) -> int:
         if cfg.batch_size:
@@ -258,6 +302,10 @@ class Interference(PerCheckpoint):
             "cos_batch_ref": np.full((M, S, T), np.nan),
             "cos_nontask_ref": np.full((M, S, T), np.nan),
             "cos_nontask_ref_std": np.full((M, S, T), np.nan),
+            "abs_cos_nontask_ref": np.full((M, S, T), np.nan),
+            "grad_ratio_ref": np.full((M, S, T), np.nan),
+            "grad_ratio_batch": np.full((M, S, T), np.nan),
+            "neuron_cosine": np.full((M, S, T, T, T), np.nan),
             "top_k": np.zeros(M, dtype=np.int64),
         }
         nt = len(tasks) - 1
@@ -272,8 +320,10 @@ class Interference(PerCheckpoint):
                 a["grad_norm"][mi, si] = norm
                 a["grad_cosine"][mi, si] = cosine
                 a["task_loss"][mi, si] = p["task_loss"]
-                for key in ("cos_batch_ref", "cos_nontask_ref", "cos_nontask_ref_std"):
+                for key in ("cos_batch_ref", "cos_nontask_ref", "cos_nontask_ref_std", "abs_cos_nontask_ref",
+                            "grad_ratio_ref", "grad_ratio_batch"):
                     a[key][mi, si, :nt] = p[key]
+                a["neuron_cosine"][mi, si, :nt] = p["neuron_cosine"]
                 a["top_k"][mi] = int(p["top_k"])
                 if j > 0:
                     prev = parts[m][mine[j - 1]]
@@ -295,12 +345,18 @@ class Interference(PerCheckpoint):
                 "cos_batch_ref": (dims, a["cos_batch_ref"]),
                 "cos_nontask_ref": (dims, a["cos_nontask_ref"]),
                 "cos_nontask_ref_std": (dims, a["cos_nontask_ref_std"]),
+                "abs_cos_nontask_ref": (dims, a["abs_cos_nontask_ref"]),
+                "grad_ratio_ref": (dims, a["grad_ratio_ref"]),
+                "grad_ratio_batch": (dims, a["grad_ratio_batch"]),
+                "neuron_cosine": (dims + ("component", "other_component"), a["neuron_cosine"]),
                 "top_k": (("model",), a["top_k"]),
             },
             coords={
                 **series_coords(ctx.series, models, steps),
                 "task": tasks,
                 "other_task": tasks,
+                "component": tasks,
+                "other_component": tasks,
                 "share": ("task", share),
                 "param_group": groups,
             },

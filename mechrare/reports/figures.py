@@ -106,6 +106,30 @@ def draw_cosine(data: RunData):
     return fig
 
 
+def draw_coupling(data: RunData):
+    ds, styles = data.analyses["interference"], model_styles(data)
+    rare = data.rare_task
+    fig, axes = grid(2, ncols=2, sharex=True)
+    if "abs_cos_nontask_ref" not in ds:
+        axes[0].text(0.5, 0.5, "interference.nc predates the coupling measure:\nrerun `mechrare analyze RUN --only interference`",
+                     ha="center", va="center", transform=axes[0].transAxes, fontsize=9)
+        return fig
+    for m in [m for m in data.models if m in ds.model.values]:
+        steps, coupling = steps_of(ds, m, "abs_cos_nontask_ref")
+        seed_band(axes[0], steps, coupling.sel(task=rare), label=model_label(data, m), **styles[m])
+        seed_band(axes[1], steps, ds.grad_ratio_ref.sel(model=m, task=rare).sel(step=steps), **styles[m])
+    axes[0].set_title(f"coupling |cos(g non-task, g {rare})| on its top neurons", fontsize=10)
+    axes[1].set_title(f"||g {rare}|| / ||g non-task|| on its top neurons", fontsize=10)
+    axes[1].set_yscale("log")
+    for ax in axes:
+        step_axis(ax)
+    axes[0].set_ylabel("|cosine|")
+    axes[1].set_ylabel("gradient-norm ratio")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def draw_timeline(data: RunData):
     ds = data.analyses["retention"]
     inter = data.analyses.get("interference")
@@ -197,6 +221,12 @@ FIGURES.add("cosine", FigureSpec(
     "Mean over training seeds (shaded: lowest to highest seed). Left: cosine between the common and the rare task's held-out loss gradients. "
     "Right: the paper's protocol, cosine between the non-task training gradient and the rare task's gradient on its top neurons.",
     ("interference",), draw_cosine, order=40, kinds=("ladder", "toy")))
+FIGURES.add("coupling", FigureSpec(
+    "The rare task's coupling and relative gradient on its neurons",
+    "Mean over training seeds (shaded: lowest to highest seed). Left: |cos(g_nt, g_r)| on the rare task's top-K neurons, "
+    "what finding (d) tests. Right: the norm of the rare task's held-out gradient over that of the training batch's "
+    "non-task part, on the same neurons.",
+    ("interference",), draw_coupling, order=45))
 FIGURES.add("timeline", FigureSpec(
     "Overwrite events with interference",
     "Each bar runs from a signal's peak to the checkpoint where it was overwritten, coloured by the interference measured "

@@ -275,49 +275,72 @@ def smallest_model_overwrites(data: RunData) -> Finding:
 
 
 # -- (d) ----------------------------------------------------------------------------------
-def interference_by_model(data: RunData) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per ladder model, per seed: (mean -cos(g_common, g_rare) over checkpoints after step 0,
-    summed loss_change of the rare task caused by the common task's updates)."""
+def _per_seed_mean(da) -> np.ndarray:
+    """[seed] mean over checkpoints after step 0 of a (seed, step) series."""
+    da = da if "seed" in da.dims else da.expand_dims(seed=[0])
+    return np.nanmean(da.where(da.step > 0).transpose("seed", "step").values, axis=1)
+
+
+def interference_by_model(data: RunData) -> dict[str, dict[str, np.ndarray]]:
+    """Per ladder model, per seed, the rare task's measures on its top-K neurons (means over the checkpoints
+    after step 0): coupling |cos(g_nt, g_r)|, signed cos(g_nt, g_r), log10 ||g_r|| / ||g_nt||."""
     ds = data.analyses["interference"]
-    common, rare = data.common_task, data.rare_task
-    if "seed" not in ds.dims:
-        ds = ds.expand_dims(seed=[0])
+    rare = data.rare_task
     out = {}
     for m in data.ladder:
-        here = ds.sel(model=m)
-        cos = here.grad_cosine.sel(task=common, other_task=rare)
-        cos = cos.where(cos.step > 0).transpose("seed", "step").values
-        lc = here.loss_change.sel(task=rare, other_task=common).transpose("seed", "step").values
-        out[m] = (-np.nanmean(cos, axis=1), np.nansum(lc, axis=1))
+        here = ds.sel(model=m, task=rare)
+        out[m] = {
+            "coupling": _per_seed_mean(here.abs_cos_nontask_ref),
+            "cos": _per_seed_mean(here.cos_nontask_ref),
+            "log_ratio": np.log10(_per_seed_mean(here.grad_ratio_ref)),
+        }
     return out
 
 
 D_RULE = (
-    "interference = -mean over checkpoints (after step 0) of cos(g_common, g_rare), held-out gradients, per seed; "
-    "its least-squares slope on log10(n_params) over the ladder; holds if the slope's 95% interval lies below 0 "
-    "(less interference in larger models), does not hold if it lies above 0, else inconclusive. The summed "
-    "loss_change is shown and does not decide (its sign is sampling noise between checkpoints)"
+    "coupling = mean over checkpoints (after step 0) of |cos(g_nt, g_r)| on the rare task's top-K MLP neurons "
+    "(the paper's task neurons and cosine; g_nt: the non-task part of a training batch's gradient, g_r: the rare "
+    "task's held-out gradient), per seed; its least-squares slope on log10(n_params) over the ladder; holds if the "
+    "slope's 95% interval lies below 0 (weaker coupling in larger models), does not hold if it lies above 0, else "
+    "inconclusive. Shown, not deciding: the signed cos(g_nt, g_r) and the slope of log10 ||g_r|| / ||g_nt|| "
+    "(the rare task's gradient relative to the rest) on the same neurons, each with its interval"
 )
+
+
+def _direction(est: Estimate) -> str:
+    if est.above(0):
+        return "rises with size"
+    if est.below(0):
+        return "falls with size"
+    return "unresolved"
 
 
 @finding("d", 40)
 def interference_lower_when_larger(data: RunData) -> Finding:
-    claim = "(d) Common-rare gradient interference (negative cosine) is lower in larger models"
-    if "interference" not in data.analyses or len(data.ladder) < 2:
+    claim = "(d) Gradient coupling |cos(g_nt, g_r)| on the rare task's neurons is weaker in larger models"
+    ds = data.analyses.get("interference")
+    if ds is None or len(data.ladder) < 2:
         return Finding("d", claim, MISSING, "needs interference.nc (`mechrare analyze RUN --only interference`)", D_RULE)
+    if "abs_cos_nontask_ref" not in ds:
+        return Finding("d", claim, MISSING, "interference.nc predates the coupling measure; rerun "
+                       "`mechrare analyze RUN --only interference`", D_RULE)
     by = interference_by_model(data)
-    table = np.stack([by[m][0] for m in data.ladder], axis=1)
     x = np.log10([data.n_params(m) for m in data.ladder])
-    slope = contrast(table, slope_weights(x))
+    slopes = {k: contrast(np.stack([by[m][k] for m in data.ladder], axis=1), slope_weights(x)) for k in ("coupling", "cos", "log_ratio")}
+    ratio = slopes["log_ratio"]
+
+    def means(key: str, fmt=lambda v: f"{v:+.3f}") -> str:
+        return ", ".join(f"{m} {fmt(np.nanmean(v[key]))}" for m, v in by.items())
+
     evidence = (
-        f"-mean cos({data.common_task}, {data.rare_task}): "
-        + ", ".join(f"{m} {np.nanmean(v[0]):+.3f}" for m, v in by.items())
-        + f"; slope per decade {slope.text()}; summed loss_change(rare <- common): "
-        + ", ".join(f"{m} {np.nanmean(v[1]):+.3f}" for m, v in by.items())
+        f"{data.rare_task}: |cos(g_nt, g_r)| {means('coupling', lambda v: f'{v:.3f}')}; slope per decade "
+        f"{slopes['coupling'].text()}; signed cos {means('cos')} (slope {slopes['cos'].text()}); "
+        f"||g_r|| / ||g_nt|| {means('log_ratio', lambda v: f'{10 ** v:.3g}')}: log10 slope per decade {ratio.text()}, "
+        f"{_direction(ratio)}"
     )
     f = Finding("d", claim, INCONCLUSIVE, evidence, D_RULE)
-    _decide(f, slope, holds_above=False)
-    return _with(f, slope, "slope: mean over seeds +- t(0.975, seeds - 1) x seed s.e.; "
+    _decide(f, slopes["coupling"], holds_above=False)
+    return _with(f, slopes["coupling"], "slope: mean over seeds +- t(0.975, seeds - 1) x seed s.e.; "
                  f"needs >= {MIN_SEEDS} seeds")
 
 

@@ -112,6 +112,21 @@ def test_resume_settings_and_weights(ctx):
     assert len(list((ctx.folder / "analyses" / "count.parts").iterdir())) == 2
 
 
+def test_a_new_part_version_does_not_reuse_older_parts(ctx):
+    Count().run(ctx, CountConfig(), progress=False)
+
+    class Count2(Count):
+        part_version = 2  # compute returns other numbers now
+
+    newer = Count2()
+    newer.run(ctx, CountConfig(), progress=False)
+    assert len(newer.calls) == 7
+    assert Count().parts_dir(ctx, CountConfig()) != newer.parts_dir(ctx, CountConfig())
+    again = Count2()
+    again.run(ctx, CountConfig(), progress=False)
+    assert again.calls == []
+
+
 def test_new_weights_recompute_their_part_and_the_previous_interval(ctx):
     a = Count()
     a.run(ctx, CountConfig(), progress=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mechrare.analyses.gradients import ParamGroups, answer_loss_sum, next_token_loss_sum
+from mechrare.analyses.gradients import ParamGroups, answer_loss_sum, component_losses, next_token_loss_sum
 from mechrare.analyses.interference import InterferenceConfig, batch_steps, checkpoint_interference, run_interference
 from mechrare.checkpoints import CheckpointStore, open_dataset
 from mechrare.cli import main
@@ -137,6 +137,46 @@ def test_contract_and_protocol(interference_ds, tiny_run):
     agree = np.sign(later.loss_change_total) == np.sign(later.loss_change_actual)
     assert float(agree.mean()) > 0.6  # over long Adam intervals first order is only a guide
     assert open_dataset(tiny_run.path / "analyses" / "interference.nc").equals(ds)
+
+
+def test_paper_measures_on_task_neurons_match_a_direct_computation(interference_ds, tiny_run):
+    """cos(g_nt, g_r), its magnitude, the gradient-norm ratios and the neuron cosine matrix of one
+    checkpoint and one batch, recomputed from flat autograd gradients and indexed weights."""
+    store, tasks = CheckpointStore(tiny_run.path), open_run(tiny_run.path).tasks
+    bs = int(interference_ds.attrs["batch_size"])
+    model = store.load(MODEL, 200)
+    batches = tasks.require_batches(MODEL, "interference")
+    out, _ = checkpoint_interference(model, tasks, batches, InterferenceConfig(batches=1), bs, 200, None, None)
+    named = {n: p for n, p in model.named_parameters()}
+    pre = "model.layers.0.mlp."
+    weights = [named[pre + "gate_proj.weight"], named[pre + "up_proj.weight"], named[pre + "down_proj.weight"]]
+
+    def neurons(loss):  # [n_neurons, 3 d_model]: gate row, up row, down column of every first-layer neuron
+        gate, up, down = torch.autograd.grad(loss, weights, retain_graph=True)
+        return torch.cat([gate, up, down.T], dim=1).double()
+
+    n_tasks = len(tasks.names)
+    comp = [neurons(loss) for loss in component_losses(model, batches.batch(200, bs), n_tasks, "cpu")]
+    total = sum(comp)
+    k = max(4, model.config.intermediate_size // 10)
+    cos = lambda a, b: float((a * b).sum() / (a.norm() * b.norm()))  # noqa: E731
+    for t, es in enumerate(tasks.batches().eval_sets):
+        loss, n = answer_loss_sum(model, torch.as_tensor(es.input_ids), es)
+        g_r_all = neurons(loss / n)
+        sel = g_r_all.norm(dim=1).topk(k).indices
+        g_r, g_t = g_r_all[sel], comp[t][sel]
+        g_nt = total[sel] - g_t
+        assert out["cos_nontask_ref"][t] == pytest.approx(cos(g_nt, g_r), abs=1e-4)
+        assert out["abs_cos_nontask_ref"][t] == pytest.approx(abs(cos(g_nt, g_r)), abs=1e-4)
+        assert out["grad_ratio_ref"][t] == pytest.approx(float(g_r.norm() / g_nt.norm()), rel=1e-4)
+        assert out["grad_ratio_batch"][t] == pytest.approx(float(g_t.norm() / g_nt.norm()), rel=1e-4, abs=1e-9)
+        for a in range(n_tasks + 1):
+            for b in range(n_tasks + 1):
+                if comp[a][sel].norm() > 0 and comp[b][sel].norm() > 0:
+                    assert out["neuron_cosine"][t, a, b] == pytest.approx(cos(comp[a][sel], comp[b][sel]), abs=1e-4)
+    ds = interference_ds
+    assert ds.neuron_cosine.dims == ("model", "seed", "step", "task", "component", "other_component")
+    assert (ds.abs_cos_nontask_ref >= np.abs(ds.cos_nontask_ref) - 1e-9).sel(task=tasks.names).all()  # mean |x| >= |mean x|
 
 
 def test_rerun_resumes_and_cli(interference_ds, tiny_run, capsys):

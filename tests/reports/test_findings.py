@@ -135,33 +135,45 @@ def test_b_decides_on_tested_claims_only():
     assert "s untested, 10 vs 20" in f.evidence
 
 
-def interference(cos_by_model, lc_by_model, seeds=3):
+def interference(coupling_by_model, ratio_by_model=None, seeds=3):
+    """interference.nc with the rare task's coupling |cos(g_nt, g_r)| (and signed cos = -coupling) and
+    ||g_r|| / ||g_nt|| per model, with a small spread over seeds; step 0 holds values the measures leave out."""
     S = len(STEPS)
-    cos = np.ones((3, seeds, S, 2, 2))
-    lc = np.zeros((3, seeds, S, 2, 2))
+    ratio_by_model = ratio_by_model or {m: 1.0 for m in LADDER}
+    shape = (3, seeds, S, 2)
+    coupling, ratio = np.full(shape, 0.5), np.ones(shape)
     for i, m in enumerate(LADDER):
         for k in range(seeds):
-            c = cos_by_model[m] + 0.01 * (k - (seeds - 1) / 2)
-            cos[i, k, 1:, 0, 1] = cos[i, k, 1:, 1, 0] = c
-            cos[i, k, 0, 0, 1] = cos[i, k, 0, 1, 0] = 5.0  # step 0 is left out of the mean
-            lc[i, k, 1:, 1, 0] = lc_by_model[m] / (S - 1)  # rare's loss change from common's updates
-    dims = ("model", "seed", "step", "task", "other_task")
+            jitter = 0.01 * (k - (seeds - 1) / 2)
+            coupling[i, k, 1:, 1] = coupling_by_model[m] + jitter
+            ratio[i, k, 1:, 1] = ratio_by_model[m] * (1 + jitter)
+    coupling[:, :, 0, 1], ratio[:, :, 0, 1] = 5.0, 100.0  # step 0 is left out of the means
+    dims = ("model", "seed", "step", "task")
     return xr.Dataset(
-        {"grad_cosine": (dims, cos), "loss_change": (dims, lc)},
-        coords={"model": LADDER, "seed": list(range(seeds)), "step": STEPS, "task": TASKS, "other_task": TASKS},
+        {"abs_cos_nontask_ref": (dims, coupling), "cos_nontask_ref": (dims, -coupling), "grad_ratio_ref": (dims, ratio)},
+        coords={"model": LADDER, "seed": list(range(seeds)), "step": STEPS, "task": TASKS},
     )
 
 
-def test_d_interference_lower_when_larger():
+def test_d_coupling_weaker_when_larger():
     finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
-    good = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1})
+    good = interference({"s": 0.3, "m": 0.2, "l": 0.05}, {"s": 0.1, "m": 0.2, "l": 0.4})
     f = by_key(data(finals, {"interference": good}))["d"]
     assert f.status == HOLDS and f.ci_high < 0
-    assert "s +0.300, m +0.100, l -0.200" in f.evidence and "s +0.500, m +0.200, l -0.100" in f.evidence
-    bad = interference({"s": 0.2, "m": -0.1, "l": -0.3}, {"s": 0.5, "m": 0.2, "l": -0.1})
-    assert by_key(data(finals, {"interference": bad}))["d"].status == FAILS
-    one = interference({"s": -0.3, "m": -0.1, "l": 0.2}, {"s": 0.5, "m": 0.2, "l": -0.1}, seeds=1)
+    assert "|cos(g_nt, g_r)| s 0.300, m 0.200, l 0.050" in f.evidence and "signed cos s -0.300" in f.evidence
+    assert "||g_r|| / ||g_nt|| s 0.1, m 0.2, l 0.4" in f.evidence and "rises with size" in f.evidence
+    bad = interference({"s": 0.05, "m": 0.2, "l": 0.3}, {"s": 0.4, "m": 0.2, "l": 0.1})
+    f = by_key(data(finals, {"interference": bad}))["d"]
+    assert f.status == FAILS and "falls with size" in f.evidence
+    # the sign does not matter: a positive cosine that fades is weaker coupling too
+    positive = interference({"s": 0.3, "m": 0.2, "l": 0.05})
+    positive["cos_nontask_ref"] = -positive["cos_nontask_ref"]
+    assert by_key(data(finals, {"interference": positive}))["d"].status == HOLDS
+    one = interference({"s": 0.3, "m": 0.2, "l": 0.05}, seeds=1)
     assert by_key(data(finals, {"interference": one}, seeds=1))["d"].status == INCONCLUSIVE
+    old = good.drop_vars("abs_cos_nontask_ref")
+    f = by_key(data(finals, {"interference": old}))["d"]
+    assert f.status == MISSING and "predates the coupling measure" in f.evidence
 
 
 def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds=3, neurons_tested=None):

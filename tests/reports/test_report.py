@@ -52,7 +52,7 @@ def test_report_files_and_findings(report, tiny_run):
         assert set(f) >= {"key", "status", "estimate", "ci_low", "ci_high", "n_seeds", "test", "rule"}
     assert record["findings"][0]["ci_low"] is None and record["findings"][0]["n_seeds"] == 1
     pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
-    assert pngs == sorted(["accuracy", "probes", "neurons", "cosine", "timeline", "intervention"])
+    assert pngs == sorted(["accuracy", "probes", "neurons", "cosine", "coupling", "timeline", "intervention"])
     for p in (folder / "figures").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(folder.rglob("*.tmp*"))
@@ -61,7 +61,7 @@ def test_report_files_and_findings(report, tiny_run):
 def test_html_is_self_contained_and_opens_with_the_findings(report):
     page = report.read_text()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
-    assert len(srcs) == 6 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
     # the findings table comes before the first figure
     assert page.index("id=\"findings\"") < page.index("<img")
@@ -93,7 +93,7 @@ def test_report_cli_bad_folder(tmp_path, capsys):
 
 
 def test_figures_registry_lists_the_report_figures():
-    assert {"accuracy", "probes", "neurons", "cosine", "timeline", "intervention"} <= set(FIGURES.names())
+    assert {"accuracy", "probes", "neurons", "cosine", "coupling", "timeline", "intervention"} <= set(FIGURES.names())
 
 
 @pytest.mark.slow
@@ -103,7 +103,7 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
         pytest.skip(f"no browser: {why}")
     shot = tmp_path / "first_screen.png"
     images = _browser.render(report, shot)
-    assert len(images) == 6
+    assert len(images) == 7
     for img in images:
         assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
     data = shot.read_bytes()
