@@ -102,7 +102,7 @@ def findings_markdown(findings: list[Finding]) -> str:
     lines = ["| finding | status | effect [95% CI] | seeds | measured |", "|---|---|---|---|---|"]
     for f in findings:
         cells = [f.claim, f"**{f.status}**", effect_text(f), str(f.n_seeds or "-"), f.evidence]
-        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 

@@ -264,3 +264,12 @@ def test_the_rules_state_the_constants_the_code_uses():
     assert f"fewer than {MIN_SEEDS} seeds" in F.C_RULE and f">= {MIN_SEEDS} seeds" in F.T_TEST
     measured = by_key(data({"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}))
     assert [measured[k].rule for k in "abcde"] == [F.A_RULE, F.B_RULE, F.C_RULE, F.D_RULE, F.E_RULE]
+
+
+def test_markdown_table_escapes_pipes_in_cells():
+    from mechrare.reports.build import findings_markdown
+    from mechrare.reports.registry import Finding
+
+    row = findings_markdown([Finding("d", "coupling |cos| falls", HOLDS, "a | b", "rule")]).splitlines()[-1]
+    assert row.startswith("| coupling \\|cos\\| falls | **holds** |") and row.endswith("| a \\| b |")
+    assert len(row.replace("\\|", "").split("|")) == 7  # five cells: the escaped pipes do not split them
