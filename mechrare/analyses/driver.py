@@ -120,6 +120,11 @@ class PerCheckpoint(Analysis):
     def assemble(self, ctx: Context, cfg: Any, state: Any, parts: Parts):
         """Every part -> the analysis's xarray Dataset (models and steps in series order)."""
 
+    def finish(self, ctx: Context, cfg: Any, state: Any, ds):
+        """The assembled dataset with every seed (``seed`` after ``model``) -> what is written;
+        where a number needs to know the training seed."""
+        return ds
+
     # -- the driver --------------------------------------------------------------------------
     def part_settings(self, cfg: Any) -> dict:
         settings = {k: v for k, v in asdict(cfg).items() if k not in self.part_ignore}
@@ -182,7 +187,7 @@ class PerCheckpoint(Analysis):
                 m: {s: load_part(paths[(m, k, s)]) for s in chosen} for (m, k), chosen in plan.items() if k == seed
             }
             per_seed.append(self.assemble(ctx, cfg, state, parts))
-        ds = stack_seeds(per_seed, seeds)
+        ds = self.finish(ctx, cfg, state, stack_seeds(per_seed, seeds))
         ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs}
         write_dataset(ds, ctx.analysis_path(self.name), root=ctx.folder)
         return ds

@@ -25,12 +25,19 @@ allocation any neuron of the block had for that task at initialisation (step 0),
 if that share is >= ``min_share`` x uniform (1 / n_neurons) and >= ``selectivity``
 x the next task's share; otherwise -1 (unowned). The floor keeps structure that a
 random network already has from counting as a claim.
+**Only a learned task owns neurons** (``learned_gate``, default on): before the
+step at which its held-out accuracy is above its chance level by more than
+binomial noise allows (:mod:`mechrare.analyses.learned`, the test retention
+uses; ``owns_from``), a task's allocation takes no part in ownership; a task
+the test never finds learned owns nothing (``owns_from`` = inf). Tasks the test
+cannot take (no metrics.nc, or no chance level) and ``background`` are not gated
+(``owns_from`` = 0).
 ``n_claimed`` counts owned neurons per (block, task); ``claim_step(model, task)``
 is the first step at which the task owns >= ``claim_neurons`` neurons (all
 blocks) and keeps that many for the next ``claim_stable`` checkpoints.
 ``turnover(step, from_task, to_task)`` counts neurons whose owner changed since
-the previous checkpoint, and ``rare_to_common`` those that moved to a task with
-a larger mixture share. ``ablation_loss_increase`` (below) checks that owned
+the previous checkpoint, and ``rare_to_common`` those that moved from one task to
+another task with a larger mixture share (``background`` is not a task there). ``ablation_loss_increase`` (below) checks that owned
 neurons matter: zeroing them raises the owner's loss.
 
 The neuron dimensions are ``block`` (the transformer block) and ``neuron``.
@@ -59,6 +66,8 @@ class NeuronsConfig:
     claim_stable: int = 2
     measure: str = "logit_diff"
     floor: float = 1.0  # x the largest allocation any neuron has for the task at initialisation
+    learned_gate: bool = True  # a task owns neurons only once its accuracy is learned (binomial test)
+    alpha: float = 0.05  # false-positive rate of that test
     examples: int = 256  # training instances per task (background: held-out documents) the attribution averages over
     batch_size: int = 256
     device: str = "auto"
@@ -73,6 +82,8 @@ class NeuronsConfig:
                 raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
         if self.claim_stable < 0:
             raise ConfigError(f"{path}.claim_stable: must be >= 0, got {self.claim_stable}")
+        if not 0 < self.alpha < 1:
+            raise ConfigError(f"{path}.alpha: must be in (0, 1), got {self.alpha}")
 
 
 # -- attribution ---------------------------------------------------------------------------
@@ -232,7 +243,8 @@ VARIABLES = {
     "n_claimed": ("neurons the task owns in the block", "1"),
     "claim_step": ("first step with >= claim_neurons owned neurons (all blocks), held for claim_stable more checkpoints", "1"),
     "turnover": ("neurons whose owner moved from task to other_task since the previous checkpoint", "1"),
-    "rare_to_common": ("neurons whose owner moved to a task with a larger share of training sequences", "1"),
+    "rare_to_common": ("neurons whose owner moved from a task to a task with a larger share of training sequences (background excluded)", "1"),
+    "owns_from": ("step from which the task may own neurons: its tested learned step; inf: never learned; 0: not gated", "1"),
 }
 
 
@@ -241,7 +253,7 @@ class Neurons(PerCheckpoint):
     name = "neurons"
     config_class = NeuronsConfig
     #: ownership settings only change the assembly: they re-derive from the same parts
-    part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor")
+    part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor", "learned_gate", "alpha")
 
     def prepare(self, ctx, cfg: NeuronsConfig) -> list:
         tasks = ctx.tasks
@@ -259,6 +271,7 @@ class Neurons(PerCheckpoint):
         return {"allocation": np.stack([np.full(shape, np.nan) if c is None else c for c in cols], -1)}
 
     def assemble(self, ctx, cfg: NeuronsConfig, inputs, parts):
+        """One seed's allocations; ownership is derived in :meth:`finish`, which knows the seed."""
         import xarray as xr
 
         tasks, share = components(ctx.tasks)
@@ -266,52 +279,68 @@ class Neurons(PerCheckpoint):
         steps = sorted({s for per in parts.values() for s in per})
         L = max(p["allocation"].shape[0] for per in parts.values() for p in per.values())
         N = max(p["allocation"].shape[1] for per in parts.values() for p in per.values())
-        M, S, T = len(models), len(steps), len(tasks)
-        alloc = np.full((M, S, L, N, T), np.nan)
-        owner = np.full((M, S, L, N), -1, dtype=np.int16)
-        n_claimed = np.zeros((M, S, L, T), dtype=np.int32)
-        turnover = np.zeros((M, S, T, T), dtype=np.int32)
-        rare_to_common = np.zeros((M, S), dtype=np.int32)
-        claim = np.full((M, T), np.nan)
+        alloc = np.full((len(models), len(steps), L, N, len(tasks)), np.nan)
         for mi, m in enumerate(models):
-            prev = None
+            for s, p in parts[m].items():
+                a = p["allocation"]
+                alloc[mi, steps.index(s), : a.shape[0], : a.shape[1]] = a
+        return xr.Dataset(
+            {"allocation": (("model", "step", "block", "neuron", "task"), alloc)},
+            coords={**series_coords(ctx.series, models, steps), "block": np.arange(L), "neuron": np.arange(N),
+                    "task": tasks, "other_task": tasks, "share": ("task", share)},
+        )
+
+    def finish(self, ctx, cfg: NeuronsConfig, inputs, ds):
+        from mechrare.analyses.learned import owns_from
+
+        tasks = [str(t) for t in ds.task.values]
+        steps = [int(s) for s in ds.step.values]
+        M, K, S, L, N, T = ds.allocation.shape[:1] + ds.allocation.shape[1:]
+        owner = np.full((M, K, S, L, N), -1, dtype=np.int16)
+        n_claimed = np.zeros((M, K, S, L, T), dtype=np.int32)
+        turnover = np.zeros((M, K, S, T, T), dtype=np.int32)
+        rare_to_common = np.zeros((M, K, S), dtype=np.int32)
+        claim = np.full((M, K, T), np.nan)
+        gate = np.zeros((M, K, T))
+        for mi, m in enumerate(str(x) for x in ds.model.values):
             mshare = np.array(components(ctx.tasks, m)[1])  # the shares this model was trained on
-            mine = sorted(parts[m])
-            first = parts[m][mine[0]]["allocation"]
-            floor = cfg.floor * first.max(axis=1) if mine[0] == 0 else None
-            for s in mine:
-                a = parts[m][s]["allocation"]
-                si = steps.index(s)
-                alloc[mi, si, : a.shape[0], : a.shape[1]] = a
-                o = ownership(a, floor, cfg.min_share, cfg.selectivity)
-                owner[mi, si, : o.shape[0], : o.shape[1]] = o
+            for ki, seed in enumerate(int(x) for x in ds.seed.values):
+                if cfg.learned_gate:
+                    starts = owns_from(ctx, m, seed, tasks[:-1], cfg.alpha)
+                    gate[mi, ki, :-1] = [starts[t] for t in tasks[:-1]]
+                a_all = ds.allocation.values[mi, ki]  # [S, L, N, T], NaN-padded
+                have = [si for si in range(S) if np.isfinite(a_all[si]).any()]
+                if not have:
+                    continue
+                size = np.isfinite(a_all[have[0]]).any(-1)  # the model's own blocks x neurons
+                Lm, Nm = int(size.any(1).sum()), int(size.any(0).sum())
+                first = np.nan_to_num(a_all[have[0], :Lm, :Nm])
+                floor = cfg.floor * first.max(axis=1) if steps[have[0]] == 0 else None
+                prev = None
+                for si in have:
+                    a = np.nan_to_num(a_all[si, :Lm, :Nm])  # a task set without background text: NaN -> 0
+                    a = np.where(steps[si] >= gate[mi, ki], a, 0.0)  # tasks not yet learned take no part
+                    o = ownership(a, floor, cfg.min_share, cfg.selectivity)
+                    owner[mi, ki, si, :Lm, :Nm] = o
+                    for t in range(T):
+                        n_claimed[mi, ki, si, :Lm, t] = (o == t).sum(axis=1)
+                    if prev is not None:
+                        moved = (prev != o) & (prev >= 0) & (o >= 0)
+                        np.add.at(turnover[mi, ki, si], (prev[moved], o[moved]), 1)
+                        tasks_only = moved & (prev < T - 1) & (o < T - 1)  # background is not a task
+                        rare_to_common[mi, ki, si] = int((mshare[prev[tasks_only]] < mshare[o[tasks_only]]).sum())
+                    prev = o
+                mine = [steps[si] for si in have]
                 for t in range(T):
-                    n_claimed[mi, si, : o.shape[0], t] = (o == t).sum(axis=1)
-                if prev is not None:
-                    moved = (prev != o) & (prev >= 0) & (o >= 0)
-                    np.add.at(turnover[mi, si], (prev[moved], o[moved]), 1)
-                    rare_to_common[mi, si] = int((mshare[prev[moved]] < mshare[o[moved]]).sum())
-                prev = o
-            idx = [steps.index(s) for s in mine]
-            for t in range(T):
-                claim[mi, t] = claim_step(mine, n_claimed[mi, idx, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
-        ds = xr.Dataset(
-            {
-                "allocation": (("model", "step", "block", "neuron", "task"), alloc),
-                "owner": (("model", "step", "block", "neuron"), owner),
-                "n_claimed": (("model", "step", "block", "task"), n_claimed),
-                "claim_step": (("model", "task"), claim),
-                "turnover": (("model", "step", "task", "other_task"), turnover),
-                "rare_to_common": (("model", "step"), rare_to_common),
-            },
-            coords={
-                **series_coords(ctx.series, models, steps),
-                "block": np.arange(L),
-                "neuron": np.arange(N),
-                "task": tasks,
-                "other_task": tasks,
-                "share": ("task", share),
-            },
+                    claim[mi, ki, t] = claim_step(mine, n_claimed[mi, ki, have, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
+        d5, d3 = ("model", "seed", "step", "block", "neuron"), ("model", "seed", "step")
+        ds = ds.assign(
+            owner=(d5, owner),
+            n_claimed=(("model", "seed", "step", "block", "task"), n_claimed),
+            claim_step=(("model", "seed", "task"), claim),
+            turnover=(d3 + ("task", "other_task"), turnover),
+            rare_to_common=(d3, rare_to_common),
+            owns_from=(("model", "seed", "task"), gate),
         )
         describe(ds, VARIABLES)
         ds["owner"].attrs.update(flag_values=np.int16(-1), flag_meanings="unowned")

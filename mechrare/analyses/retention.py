@@ -52,13 +52,13 @@ was learned and not overwritten (tests) or ends at or above b + (P - b) / 2
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from mechrare.analyses.binomial import detect_binomial
 from mechrare.analyses.jitter import detect_jitter
+from mechrare.analyses.learned import binomial_inputs, rng_key
 from mechrare.analyses.registry import Analysis, as_context, register_analysis
 from mechrare.checkpoints.datasets import describe, open_dataset, provenance, write_dataset
 from mechrare.errors import ConfigError
@@ -223,21 +223,8 @@ VARIABLES = {
 }
 
 
-def binomial_inputs(ctx: Context, tasks: list[str]) -> dict[str, tuple[int, float]]:
-    """task -> (eval items, chance level) where the task set knows them."""
-    if ctx.tasks is None:
-        return {}
-    out = {}
-    for t in tasks:
-        inst = ctx.tasks.eval_instances(t)
-        if inst.targets.get("answer", 0) >= 2:
-            out[t] = (len(inst), 1.0 / inst.targets["answer"])
-    return out
-
-
 def _rng_key(cfg: RetentionConfig, model: str, task: str, training_seed: int, signal: str = "") -> list[int]:
-    key = f"{model}/{task}" + (f"/seed{training_seed}" if training_seed else "") + (f"/{signal}" if signal else "")
-    return [cfg.seed, zlib.crc32(key.encode())]  # the same draws whatever else is analysed
+    return rng_key(cfg.seed, model, task, training_seed, signal)
 
 
 def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:

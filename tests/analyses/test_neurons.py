@@ -87,6 +87,44 @@ def test_contract(neurons_ds, tiny_run):
     assert open_dataset(tiny_run.path / "analyses" / "neurons.nc").equals(ds)
 
 
+def test_only_learned_tasks_own_neurons(neurons_ds, tiny_run):
+    """owns_from is the binomial test's learned step (inf: never learned); before it a task owns nothing,
+    and without the gate ownership is the rule applied to the raw allocation."""
+    import zlib
+
+    from mechrare.analyses.binomial import detect_binomial
+
+    ds, run = neurons_ds.sel(model=MODEL, seed=0), open_run(tiny_run.path)
+    acc = open_dataset(tiny_run.path / "metrics.nc").accuracy.sel(model=MODEL, seed=0)
+    tasks = [str(t) for t in ds.task.values]
+    for t in tasks[:-1]:
+        inst = run.tasks.eval_instances(t)
+        e = detect_binomial(acc.step.values, acc.sel(task=t).values, len(inst), 1 / inst.targets["answer"],
+                            seed=[0, zlib.crc32(f"{MODEL}/{t}".encode())])
+        start = float(ds.owns_from.sel(task=t))
+        assert start == (e.learned_step if e.learned else np.inf)
+        early = ds.n_claimed.sel(task=t).sum("block").where(ds.step < start, 0)
+        assert int(early.sum()) == 0
+    assert float(ds.owns_from.sel(task="background")) == 0
+    plain = run_neurons(tiny_run.path, NeuronsConfig(learned_gate=False), models=[MODEL], progress=False).sel(model=MODEL, seed=0)
+    alloc = plain.allocation.values
+    floor = alloc[0].max(axis=1)  # step 0's largest allocation per (block, task)
+    for si in range(len(plain.step)):
+        expect = ownership(alloc[si], floor, 2.0, 2.0)
+        assert (plain.owner.values[si] == expect).all()
+    assert float(plain.owns_from.max()) == 0
+
+
+def test_rare_to_common_counts_task_to_task_moves_only(neurons_ds):
+    ds = neurons_ds.sel(model=MODEL, seed=0)
+    share, owner = ds.share.values, ds.owner.values
+    bg = len(ds.task) - 1
+    for si in range(1, len(ds.step)):
+        prev, now = owner[si - 1], owner[si]
+        moved = (prev != now) & (prev >= 0) & (now >= 0) & (prev != bg) & (now != bg)
+        assert int(ds.rare_to_common.values[si]) == int((share[prev[moved]] < share[now[moved]]).sum())
+
+
 def test_ownership_is_causal(neurons_ds, tiny_run):
     """Zeroing the neurons a task owns raises its loss more than zeroing as many random
     neurons (same layers), for every task that owns at least 5 neurons."""

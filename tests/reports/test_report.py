@@ -27,7 +27,7 @@ def report(tiny_run):
 def findings_rows(summary: str) -> list[list[str]]:
     table = summary.split("## Findings")[1].split("How each status")[0]
     rows = [r for r in table.strip().splitlines() if r.startswith("| (")]
-    return [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+    return [[c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", r.strip().strip("|"))] for r in rows]
 
 
 def test_report_files_and_findings(report, tiny_run):
