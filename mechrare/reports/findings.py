@@ -139,6 +139,29 @@ def _claims(ds, model: str, seed: int, tasks: tuple[str, str]) -> tuple[float, f
     return float(row.sel(task=tasks[0])), float(row.sel(task=tasks[1]))
 
 
+def _learned_order(data: RunData, seeds: list[int]) -> str:
+    """The steps from which neurons.nc let each task own neurons (its accuracy's tested learned step):
+    where claims follow them, (b) reads the order in which the tasks were learned."""
+    ds = data.get("neurons")
+    if ds is None or "owns_from" not in ds:
+        return ""
+    common, rare = data.common_task, data.rare_task
+    rows = []
+    for m in (m for m in data.ladder if m in ds.model.values):
+        pairs = []
+        for seed in seeds:
+            row = ds.owns_from.sel(model=m)
+            row = row.sel(seed=seed) if "seed" in row.dims else row
+            pairs.append(" vs ".join(_gate_text(float(row.sel(task=t))) for t in (common, rare)))
+        rows.append(f"{m} " + ", ".join(pairs))
+    return ("; ownership allowed from (accuracy learned, the neuron analysis's gate): " + "; ".join(rows)
+            + " (a claim at the gate's step is set by learning, not by the neuron count)")
+
+
+def _gate_text(value: float) -> str:
+    return "never" if np.isinf(value) else "ungated" if value == 0 else str(int(value))
+
+
 @finding("b", 20)
 def common_claims_first(data: RunData) -> Finding:
     claim = "(b) Common tasks claim their neurons before rare tasks"
@@ -172,6 +195,7 @@ def common_claims_first(data: RunData) -> Finding:
     evidence = (f"claimed (tested) {common} vs {rare} per seed: " + "; ".join(per_model)
                 + f"; common earlier in {wins} of {pairs} pairs (" + ", ".join(f"{k} {v}" for k, v in kinds.items() if v) + ")"
                 + (f"; {untested} pairs not tested" if untested else ""))
+    evidence += _learned_order(data, seeds)
     f = Finding("b", claim, INCONCLUSIVE, evidence, B_RULE)
     if low > 0.5 and kinds["later"] == 0:
         f.status = HOLDS

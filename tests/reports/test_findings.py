@@ -273,3 +273,15 @@ def test_markdown_table_escapes_pipes_in_cells():
     row = findings_markdown([Finding("d", "coupling |cos| falls", HOLDS, "a | b", "rule")]).splitlines()[-1]
     assert row.startswith("| coupling \\|cos\\| falls | **holds** |") and row.endswith("| a \\| b |")
     assert len(row.replace("\\|", "").split("|")) == 7  # five cells: the escaped pipes do not split them
+
+
+def test_b_shows_where_ownership_was_gated_by_learning():
+    finals = {"s": 0.1, "m": 0.2, "l": 0.4, "s-up": 0.3}
+    gate = np.array([[[10.0, np.inf]] * 3, [[10.0, 30.0]] * 3, [[0.0, 0.0]] * 3])  # model x seed x task
+    neurons = xr.Dataset({"owns_from": (("model", "seed", "task"), gate)},
+                         coords={"model": LADDER, "seed": [0, 1, 2], "task": TASKS})
+    f = by_key(data(finals, {"retention": claims({"s": (10, 20), "m": (10, 30), "l": (0, 10)}, seeds=3),
+                             "neurons": neurons}))["b"]
+    assert "ownership allowed from (accuracy learned" in f.evidence
+    assert "s 10 vs never, 10 vs never" in f.evidence and "m 10 vs 30" in f.evidence and "l ungated vs ungated" in f.evidence
+    assert f.status == HOLDS  # the text explains; it does not change the test
