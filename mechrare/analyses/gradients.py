@@ -175,3 +175,29 @@ def loss_change_matrix(task_grads: list[list], comp_grads: list[list], weights: 
         for j, h in enumerate(comp_grads):
             out[i, j] = group_dots(g, h, groups, weights).sum()
     return out
+
+
+def loss_change_se(model, batches, batch_size: int, steps: list[int], refs, comp_mean, delta, rel_eps: float, groups, params):
+    """Jackknife standard error of loss_change over the sampled batches (NaN with one batch).
+
+    loss_change depends on the batches twice: through the components' mean gradients h_other and
+    through the attribution weights w (from the mean of all components). Leaving batch b out,
+    h_other,-b = (B h_other - h_b,other) / (B - 1), likewise the total, w_-b from them, and
+    lc_-b = g_task . (w_-b * h_other,-b); s.e. = sqrt((B - 1) / B * sum_b (lc_-b - mean)^2).
+    A second pass over the batches, one at a time."""
+    import torch
+
+    B, comps = len(steps), len(comp_mean)
+    if B < 2:
+        return np.full((len(refs), comps), np.nan)
+    device = next(model.parameters()).device
+    total = [sum(parts) for parts in zip(*comp_mean)]
+    loo = []
+    for s in steps:
+        parts = component_losses(model, batches.batch(s, batch_size), len(refs) - 1, device)
+        grads = [torch.autograd.grad(parts[c], params, retain_graph=c < comps - 1) for c in range(comps)]
+        rest = [[(B * m - g) / (B - 1) for m, g in zip(comp_mean[c], grads[c])] for c in range(comps)]
+        rest_total = [(B * t - sum(gs)) / (B - 1) for t, gs in zip(total, zip(*grads))]
+        loo.append(loss_change_matrix(refs, rest, attribution_weights(delta, rest_total, rel_eps), groups))
+    loo = np.array(loo)
+    return np.sqrt((B - 1) / B * ((loo - loo.mean(0)) ** 2).sum(0))

@@ -41,6 +41,11 @@ At every checkpoint, with the model in fp32:
   gradient with a scale shared by all tasks (Adam's preconditioner); it assumes
   the sampled batches stand for the whole interval. Positive = the other task's
   updates raised this task's loss (interference), negative = transfer.
+  ``loss_change_se`` is its jackknife standard error over the sampled batches
+  (leaving one batch out changes both the component's mean gradient and the
+  attribution weights w; a second pass); ``batch_seed`` draws
+  other batches (0: evenly spaced over the interval). Findings and retention use
+  only values beyond ``t`` standard errors of 0.
   ``loss_change_total`` = g_task . delta (all of the update) and
   ``loss_change_actual`` = the measured change of ``task_loss`` show how far first
   order carries over the interval.
@@ -67,6 +72,7 @@ from mechrare.analyses.gradients import (
     gram_cosines,
     group_dots,
     loss_change_matrix,
+    loss_change_se,
     reference_gram,
 )
 from mechrare.analyses.registry import as_context, register_analysis
@@ -77,7 +83,8 @@ from mechrare.errors import ConfigError
 
 @dataclass
 class InterferenceConfig:
-    batches: int = 4  # training batches per checkpoint (g_t / g_nt split, update attribution)
+    batches: int = 8  # training batches per checkpoint (g_t / g_nt split, update attribution, loss_change_se)
+    batch_seed: int = 0  # which batches: 0 = evenly spaced over the interval; k > 0 = drawn at random with seed k
     batch_size: int = 0  # rows per training batch; 0 = the batch size the run was trained with
     top_k: int = 0  # task neurons; 0 = 10% of the layer's MLP neurons (at least 4)
     neuron_layer: int = 0
@@ -89,7 +96,7 @@ class InterferenceConfig:
         for key in ("batches", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
-        for key in ("batch_size", "top_k", "neuron_layer"):
+        for key in ("batch_size", "top_k", "neuron_layer", "batch_seed"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{path}.{key}: must be >= 0, got {getattr(self, key)}")
         if not 0 < self.rel_eps < 1:
@@ -130,10 +137,15 @@ def _cosines(rows) -> np.ndarray:
 
 
 # -- one checkpoint ----------------------------------------------------------------------
-def batch_steps(step: int, next_step: int | None, n: int) -> list[int]:
-    """The training steps whose batches stand for the interval after ``step``."""
+def batch_steps(step: int, next_step: int | None, n: int, seed: int = 0) -> list[int]:
+    """The training steps whose batches stand for the interval after ``step``: evenly spaced
+    (``seed`` 0) or ``n`` distinct steps of the interval drawn with ``seed``."""
     if next_step is None or next_step - step <= 1:
         return list(range(step, step + (n if next_step is None else 1)))
+    if seed:
+        rng = np.random.default_rng([seed, step])
+        width = next_step - step
+        return sorted(step + int(k) for k in rng.choice(width, size=min(n, width), replace=False))
     return sorted({int(round(x)) for x in np.linspace(step, next_step - 1, n)})
 
 
@@ -161,7 +173,7 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
     k = min(k, n_neurons)
     ref_rows = [neuron_rows(refs[t], groups.names, layer) for t in range(n_tasks)]
     chosen = [top_neurons(r, k) for r in ref_rows]
-    steps = batch_steps(step, next_step, cfg.batches)
+    steps = batch_steps(step, next_step, cfg.batches, cfg.batch_seed)
     comp_sum = [[torch.zeros_like(p) for p in params] for _ in range(comps)]
     cos_b = np.full((len(steps), n_tasks), np.nan)
     cos_nt = np.full((len(steps), n_tasks), np.nan)
@@ -202,6 +214,7 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
         hbar = [sum(parts) for parts in zip(*comp_sum)]
         weights = attribution_weights(delta, hbar, cfg.rel_eps)
         out["next_loss_change"] = loss_change_matrix(refs, comp_sum, weights, groups)
+        out["next_loss_change_se"] = loss_change_se(model, batches, batch_size, steps, refs, comp_sum, delta, cfg.rel_eps, groups, params)
         out["next_loss_change_total"] = np.array([group_dots(g, delta, groups).sum() for g in refs])
     return out, groups.groups
 
@@ -235,6 +248,7 @@ VARIABLES = {
     "grad_norm_layer": ("norm of the task's held-out loss gradient on the parameter group", "1"),
     "grad_cosine_layer": ("cosine between held-out loss gradients on the parameter group", "1"),
     "loss_change": ("first-order change of task's held-out loss from other_task's share of the update since the previous analysed checkpoint", "1"),
+    "loss_change_se": ("standard error of loss_change over the sampled training batches (NaN: one batch)", "1"),
     "loss_change_total": ("first-order change of the task's held-out loss from the whole update since the previous analysed checkpoint", "1"),
     "loss_change_actual": ("measured change of task_loss since the previous analysed checkpoint", "1"),
     "task_loss": ("held-out loss, fp32 (nats per token)", "1"),
@@ -253,7 +267,7 @@ VARIABLES = {
 class Interference(PerCheckpoint):
     name = "interference"
     config_class = InterferenceConfig
-    part_version = 2  # 2: coupling, gradient-norm ratios and the neuron cosine matrix
+    part_version = 3  # 2: coupling, gradient-norm ratios and the neuron cosine matrix; 3: loss_change_se
 
     def batch_size(self, ctx, cfg: InterferenceConfig) -> int:
         if cfg.batch_size:
@@ -296,6 +310,7 @@ class Interference(PerCheckpoint):
             "grad_norm_layer": np.full((M, S, G, T), np.nan),
             "grad_cosine_layer": np.full((M, S, G, T, T), np.nan),
             "loss_change": np.full((M, S, T, T), np.nan),
+            "loss_change_se": np.full((M, S, T, T), np.nan),
             "loss_change_total": np.full((M, S, T), np.nan),
             "loss_change_actual": np.full((M, S, T), np.nan),
             "task_loss": np.full((M, S, T), np.nan),
@@ -328,6 +343,7 @@ class Interference(PerCheckpoint):
                 if j > 0:
                     prev = parts[m][mine[j - 1]]
                     a["loss_change"][mi, si] = prev["next_loss_change"]
+                    a["loss_change_se"][mi, si] = prev["next_loss_change_se"]
                     a["loss_change_total"][mi, si] = prev["next_loss_change_total"]
                     a["loss_change_actual"][mi, si] = p["task_loss"] - prev["task_loss"]
         dims, dims2 = ("model", "step", "task"), ("model", "step", "task", "other_task")
@@ -339,6 +355,7 @@ class Interference(PerCheckpoint):
                 "grad_norm_layer": (lg + ("task",), a["grad_norm_layer"]),
                 "grad_cosine_layer": (lg + ("task", "other_task"), a["grad_cosine_layer"]),
                 "loss_change": (dims2, a["loss_change"]),
+                "loss_change_se": (dims2, a["loss_change_se"]),
                 "loss_change_total": (dims, a["loss_change_total"]),
                 "loss_change_actual": (dims, a["loss_change_actual"]),
                 "task_loss": (dims, a["task_loss"]),

@@ -47,7 +47,9 @@ was learned and not overwritten (tests) or ends at or above b + (P - b) / 2
 ``interference_at_overwrite`` is the mean of interference.nc's ``cos_nontask_ref``
 (the paper's cos(g_nt, g_r) on the task neurons) over the checkpoints in
 (peak, overwrite]; ``loss_change_at_overwrite`` sums the other components'
-``loss_change`` on the task over the same window (positive: they raised its loss).
+``loss_change`` on the task over the same window (positive: they raised its loss),
+counting only values beyond t(0.975, batches - 1) of their standard errors
+(``loss_change_se``; the others count as 0).
 """
 
 from __future__ import annotations
@@ -179,6 +181,23 @@ def load_signals(ctx: Context, models: list[str], tasks: list[str]) -> dict:
     return {k: v.reindex(model=models) if isinstance(v, xr.DataArray) else v for k, v in out.items()}
 
 
+def significant_loss_change(interference):
+    """loss_change where it is beyond t(0.975, batches - 1) standard errors of 0; 0 where it is not;
+    NaN where it or its s.e. is unknown (one batch). Files without ``loss_change_se`` keep every value."""
+    import json
+
+    from mechrare.stats import t_quantile
+
+    lc = interference.loss_change
+    if "loss_change_se" not in interference:
+        return lc
+    batches = int(json.loads(interference.attrs.get("analysis_config", "{}")).get("batches", 4))
+    se = interference.loss_change_se
+    crit = t_quantile(batches) if batches > 1 else np.inf
+    kept = lc.where(np.abs(lc) > crit * se, 0.0).where(lc.notnull())
+    return kept.where(se.notnull())
+
+
 def _window_stats(interference, model: str, seed: int, task: str, peak: float, over: float) -> tuple[float, float]:
     if interference is None or model not in interference.model.values or seed not in interference.seed.values:
         return np.nan, np.nan
@@ -188,7 +207,7 @@ def _window_stats(interference, model: str, seed: int, task: str, peak: float, o
         return np.nan, np.nan
     here = interference.sel(model=model, seed=seed, task=task)
     cos = here.cos_nontask_ref.values[sel]
-    lc = here.loss_change.drop_sel(other_task=task).sum("other_task", min_count=1).values[sel]
+    lc = here.loss_change_significant.drop_sel(other_task=task).sum("other_task", min_count=1).values[sel]
     return float(np.nanmean(cos)) if np.isfinite(cos).any() else np.nan, float(np.nansum(lc)) if np.isfinite(lc).any() else np.nan
 
 
@@ -199,7 +218,7 @@ VARIABLES = {
     "final_value": ("last value of the smoothed signal", "1"),
     "overwrite_step": ("overwrite step of the first overwrite event (NaN: none)", "1"),
     "interference_at_overwrite": ("mean cos(g_nt, g_r) of the task over the first event's window (peak, overwrite]", "1"),
-    "loss_change_at_overwrite": ("summed loss_change of the task from the other components over the first event's window", "1"),
+    "loss_change_at_overwrite": ("summed significant loss_change (beyond t x its s.e.) of the task from the other components over the first event's window", "1"),
     "retained": ("learned, and the final smoothed value is at least halfway from start to peak", "1"),
     "n_overwrites": ("overwrite events", "1"),
     "event_model": ("model of the event", None),
@@ -210,7 +229,7 @@ VARIABLES = {
     "event_overwrite_step": ("step at which the signal had fallen by half the peak's prominence", "1"),
     "event_drop": ("fall of the smoothed signal from peak to overwrite step", "1"),
     "event_interference": ("mean cos(g_nt, g_r) over the event's window (peak, overwrite]", "1"),
-    "event_loss_change": ("summed loss_change from the other components over the event's window", "1"),
+    "event_loss_change": ("summed significant loss_change from the other components over the event's window", "1"),
     "event_p_value": ("p-value of the overwrite test (NaN: a thresholded series)", "1"),
     "event_calibrated": ("the event comes from a test with false-positive rate alpha per series (else thresholds)", "1"),
     "p_learned": ("p-value of 'learned' (accuracy: above chance under binomial noise; probe, neurons, sae: a rise over the first "
@@ -294,6 +313,8 @@ class Retention(Analysis):
         interference = _open(ctx, "interference")
         if interference is not None and "seed" not in interference.dims:  # a toy run's: one seed
             interference = interference.expand_dims(seed=[0])
+        if interference is not None:
+            interference = interference.assign(loss_change_significant=significant_loss_change(interference))
         names = [s for s in SIGNALS if s in signals]
         binomial = binomial_inputs(ctx, tasks)
         seeds = sorted({int(k) for v in signals.values() for k in v.seed.values})

@@ -109,3 +109,18 @@ def test_cli_orders_retention_after_what_it_reads(tiny_run, capsys):
     assert out.index("interference: wrote") < out.index("retention: wrote")
     assert main(["analyze", str(tiny_run.path), "--only", "retention,nope"]) == 2
     assert "unknown analysis 'nope'" in capsys.readouterr().err
+
+
+def test_only_significant_loss_changes_are_summed():
+    import xarray as xr
+
+    from mechrare.analyses.retention import significant_loss_change
+
+    lc = np.array([[0.5, 0.5, -0.5, np.nan, 0.2]])
+    se = np.array([[0.1, 0.3, 0.1, 0.1, np.nan]])
+    ds = xr.Dataset({"loss_change": (("step", "k"), lc), "loss_change_se": (("step", "k"), se)},
+                    attrs={"analysis_config": '{"batches": 8}'})  # t(0.975, 7) = 2.365
+    out = significant_loss_change(ds).values[0]
+    assert out[0] == 0.5 and out[1] == 0.0 and out[2] == -0.5 and np.isnan(out[3]) and np.isnan(out[4])
+    old = ds.drop_vars("loss_change_se")  # older files: every value as it is
+    assert np.array_equal(significant_loss_change(old).values, lc, equal_nan=True)
