@@ -40,10 +40,10 @@ import numpy as np
 
 
 @dataclass
-class BinomialEvents:
-    """What the tests found in one series (steps are checkpoint steps; NaN: none)."""
+class SeriesEvents:
+    """What a series' learned and overwritten tests found (steps are checkpoint steps; NaN: none);
+    ``tested``: false where the series was too short to test (``details["skipped"]`` says why)."""
 
-    chance: float
     p_learned: float = np.nan
     learned_step: float = np.nan
     peak_step: float = np.nan
@@ -54,11 +54,19 @@ class BinomialEvents:
     drop: float = np.nan
     learned: bool = False
     overwritten: bool = False
+    tested: bool = False
     details: dict = field(default_factory=dict)
 
     @property
     def retained(self) -> bool:
         return self.learned and not self.overwritten
+
+
+@dataclass
+class BinomialEvents(SeriesEvents):
+    """The binomial tests' findings, with the chance level they tested against."""
+
+    chance: float = np.nan
 
 
 def windows(k: np.ndarray, w: int) -> np.ndarray:
@@ -126,6 +134,7 @@ def detect_binomial(steps, accuracy, n: int, chance: float, window: int = 3, alp
     if len(k) < 2 * window or n < 1 or not 0 < chance < 1:
         out.details["skipped"] = f"{len(k)} checkpoints, n = {n}, chance = {chance}: too few to test"
         return out
+    out.tested = True
     rng = np.random.default_rng(seed)
     acc = windows(k, window) / (window * n)
     out.final_value = float(acc[-1])

@@ -36,35 +36,11 @@ measured rates are above alpha for shorter ones).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from mechrare.analyses.binomial import windows
+from mechrare.analyses.binomial import SeriesEvents, windows
 
 MIN_CHECKPOINTS = 16
-
-
-@dataclass
-class JitterEvents:
-    """What the tests found in one series (steps are checkpoint steps; NaN: none)."""
-
-    p_learned: float = np.nan
-    learned_step: float = np.nan
-    peak_step: float = np.nan
-    peak_value: float = np.nan
-    final_value: float = np.nan
-    p_overwrite: float = np.nan
-    overwrite_step: float = np.nan
-    drop: float = np.nan
-    learned: bool = False
-    overwritten: bool = False
-    tested: bool = False
-    details: dict = field(default_factory=dict)
-
-    @property
-    def retained(self) -> bool:
-        return self.learned and not self.overwritten
 
 
 def window_means(x: np.ndarray, w: int) -> np.ndarray:
@@ -116,14 +92,14 @@ def residuals(x: np.ndarray, trend: int = 5) -> np.ndarray:
 
 def detect_jitter(steps, values, window: int = 3, alpha: float = 0.05, n_null: int = 1000, seed=0,
                   min_effect: float = 0.0, trim: int = 2, trend: int = 5,
-                  min_checkpoints: int = MIN_CHECKPOINTS) -> JitterEvents:
+                  min_checkpoints: int = MIN_CHECKPOINTS) -> SeriesEvents:
     """The learned and overwritten tests on one series (NaN checkpoints dropped).
 
     ``seed``: an int or a sequence of ints for ``numpy.random.default_rng`` (the permutations)."""
     steps, x = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
     ok = np.isfinite(x)
     steps, x = steps[ok], x[ok]
-    out = JitterEvents()
+    out = SeriesEvents()
     if len(x) < max(min_checkpoints, 2 * window + 1):
         out.details["skipped"] = f"{len(x)} checkpoints: too few to test (needs {max(min_checkpoints, 2 * window + 1)})"
         if len(x):

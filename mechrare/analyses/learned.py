@@ -55,6 +55,6 @@ def owns_from(ctx: Context, model: str, training_seed: int, tasks: list[str], al
         series = here.sel(task=t)
         e = detect_binomial(series.step.values, series.values, n, chance, window, alpha, n_null,
                             rng_key(rng_seed, model, t, training_seed))
-        if "skipped" not in e.details:
+        if e.tested:
             out[t] = e.learned_step if e.learned else np.inf
     return out

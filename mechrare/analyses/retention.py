@@ -246,30 +246,28 @@ def _rng_key(cfg: RetentionConfig, model: str, task: str, training_seed: int, si
     return rng_key(cfg.seed, model, task, training_seed, signal)
 
 
-def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:
-    """The binomial tests on one accuracy series, as a Detection (at most one event)."""
-    seed = _rng_key(cfg, model, str(da.task.item()), training_seed)
-    e = detect_binomial(da.step.values, da.values, n, chance, cfg.window, cfg.alpha, cfg.n_null, seed)
+def _as_detection(e) -> Detection:
+    """A test's findings (binomial or permutation) as a Detection (at most one event)."""
     d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
-                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite, calibrated="skipped" not in e.details)
+                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite, calibrated=e.tested)
     if e.overwritten:
         d.events.append((e.peak_step, e.overwrite_step, e.drop))
     return d
 
 
-def permuted(da, signal: str, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection | None:
-    """The permutation tests on one probe / neurons / SAE series, as a Detection (at most one event);
-    None when the series is too short to test."""
+def tested(da, n: int, chance: float, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:
+    """The binomial tests on one accuracy series, as a Detection."""
+    seed = _rng_key(cfg, model, str(da.task.item()), training_seed)
+    return _as_detection(detect_binomial(da.step.values, da.values, n, chance, cfg.window, cfg.alpha, cfg.n_null, seed))
+
+
+def permuted(da, signal: str, cfg: RetentionConfig, model: str, training_seed: int = 0) -> Detection:
+    """The permutation tests on one probe / neurons / SAE series, as a Detection (not calibrated when the
+    series is too short to test)."""
     seed = _rng_key(cfg, model, str(da.task.item()), training_seed, signal)
     floor = {**DEFAULT_MIN_RISE, **cfg.min_rise}[signal]
-    e = detect_jitter(da.step.values, da.values.astype(float), cfg.window, cfg.alpha, cfg.n_null, seed, min_effect=floor)
-    if not e.tested:
-        return None
-    d = Detection(e.learned_step, e.peak_step if e.learned else np.nan, e.peak_value if e.learned else np.nan, e.final_value,
-                  e.retained, p_learned=e.p_learned, p_overwrite=e.p_overwrite, calibrated=True)
-    if e.overwritten:
-        d.events.append((e.peak_step, e.overwrite_step, e.drop))
-    return d
+    return _as_detection(detect_jitter(da.step.values, da.values.astype(float), cfg.window, cfg.alpha, cfg.n_null, seed,
+                                       min_effect=floor))
 
 
 def detect_series(da, signal: str, cfg: RetentionConfig, model: str, training_seed: int, binomial: dict) -> Detection:
