@@ -3,7 +3,10 @@ final checkpoint), zero the MLP neurons the task owns (analyses/neurons.nc) and,
 side by side, as many random neurons in the same blocks (mean and max of N
 draws); print the task's loss increase for both and their ratio.
 
-    python benchmarks/ownership_ablation.py runs/quickstart [--step 1500] [--draws 20]
+    python benchmarks/ownership_ablation.py runs/quickstart [--step 1500] [--draws 20] [--seed 0] [--measure attribution]
+
+``--measure``: ``task_neurons`` (the paper's, neurons.nc's ``owner``; default) or
+``attribution`` (``owner_attribution``).
 """
 
 from __future__ import annotations
@@ -23,16 +26,22 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=None)
     ap.add_argument("--draws", type=int, default=20)
     ap.add_argument("--min-owned", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--measure", choices=("task_neurons", "attribution"), default="task_neurons")
     args = ap.parse_args()
     run = open_run(args.run)
     store, tasks = run.series, run.tasks
     ds = run.dataset("neurons")
+    var = "owner" if args.measure == "task_neurons" else "owner_attribution"
+    if var not in ds:
+        raise SystemExit(f"neurons.nc has no {var}: {ds.attrs.get('task_neurons', '')}")
+    print(f"measure: {args.measure}, seed {args.seed}")
     print(f"{'model':8} {'step':>5} {'task':10} {'owned':>5} {'base loss':>9} {'zero owned':>10} {'zero random':>11} {'random max':>10} {'ratio':>7}")
     ok = True
     for model in store.models():
         step = args.step if args.step is not None else store.steps(model)[-1]
-        bridge = store.load_bridge(model, step)
-        owner = ds.owner.sel(model=model, step=step).values
+        bridge = store.load_bridge(model, step, seed=args.seed)
+        owner = ds[var].sel(model=model, step=step, seed=args.seed).values
         for t, name in enumerate(tasks.names):
             r = ablation_loss_increase(bridge, tasks, owner, t, n_random=args.draws)
             ratio = r["owned"] / r["random"] if r["random"] > 0 else float("inf")

@@ -15,7 +15,10 @@ At every checkpoint, with the model in fp32:
   gradient g.
 * **The paper's protocol** (Section 4): task k's *task neurons* are the top-K MLP
   neurons of ``neuron_layer`` by the norm of g_k on the neuron's parameters
-  (gate and up rows, down column); g_r = g_k. Per batch, g = g_t + g_nt with
+  (gate and up rows, down column), K = ``top_k`` or 10% of the neurons (at
+  least 4): :mod:`mechrare.analyses.task_neurons`, the one definition that
+  neuron ownership shares; ``neuron_grad`` stores the squared norms for every
+  block, tasks and background; g_r = g_k. Per batch, g = g_t + g_nt with
   g_t = h_k; ``cos_batch_ref`` = cos(g, g_r) and ``cos_nontask_ref`` =
   cos(g_nt, g_r), restricted to the task neurons' parameters, averaged over the
   batches (``cos_nontask_ref_std``: their spread). Its magnitude, the
@@ -76,6 +79,7 @@ from mechrare.analyses.gradients import (
     reference_gram,
 )
 from mechrare.analyses.registry import as_context, register_analysis
+from mechrare.analyses.task_neurons import neuron_energy, neuron_rows, top_k_count, top_neurons
 from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.data.taskset import BatchSource, TaskSet
 from mechrare.errors import ConfigError
@@ -101,21 +105,6 @@ class InterferenceConfig:
                 raise ConfigError(f"{path}.{key}: must be >= 0, got {getattr(self, key)}")
         if not 0 < self.rel_eps < 1:
             raise ConfigError(f"{path}.rel_eps: must be in (0, 1), got {self.rel_eps}")
-
-
-# -- task neurons ----------------------------------------------------------------------
-def neuron_rows(grads: list, names: list[str], layer: int):
-    """[n_neurons, 3 * d_model]: each MLP neuron's parameters (gate row, up row, down
-    column) of ``layer``, gathered from a gradient list."""
-    import torch
-
-    by_name = dict(zip(names, grads))
-    pre = f"model.layers.{layer}.mlp."
-    return torch.cat([by_name[pre + "gate_proj.weight"], by_name[pre + "up_proj.weight"], by_name[pre + "down_proj.weight"].T], dim=1)
-
-
-def top_neurons(ref_rows, k: int):
-    return ref_rows.norm(dim=1).topk(k).indices
 
 
 def _cos(a, b) -> float:
@@ -168,11 +157,11 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
         "gram_layer": gram,
     }
     layer = min(cfg.neuron_layer, model.config.num_hidden_layers - 1)
-    n_neurons = model.config.intermediate_size
-    k = cfg.top_k or max(4, n_neurons // 10)
-    k = min(k, n_neurons)
+    k = top_k_count(model.config.intermediate_size, cfg.top_k)
+    energy = np.stack([neuron_energy(g, groups.names, model.config.num_hidden_layers) for g in refs], -1)  # [L, n, T + 1]
+    out["neuron_grad"] = energy
     ref_rows = [neuron_rows(refs[t], groups.names, layer) for t in range(n_tasks)]
-    chosen = [top_neurons(r, k) for r in ref_rows]
+    chosen = [torch.as_tensor(top_neurons(energy[layer, :, t], k), device=device) for t in range(n_tasks)]
     steps = batch_steps(step, next_step, cfg.batches, cfg.batch_seed)
     comp_sum = [[torch.zeros_like(p) for p in params] for _ in range(comps)]
     cos_b = np.full((len(steps), n_tasks), np.nan)
@@ -209,6 +198,7 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
         out["grad_ratio_batch"] = np.nanmean(ratio_batch, axis=0)
         out["neuron_cosine"] = np.nanmean(pair_cos, axis=0)
     out["top_k"] = np.array(k)
+    out["neuron_layer"] = np.array(layer)
     if next_params is not None:
         delta = [next_params[n].to(device) - p.detach() for n, p in zip(groups.names, params)]
         hbar = [sum(parts) for parts in zip(*comp_sum)]
@@ -259,7 +249,10 @@ VARIABLES = {
     "grad_ratio_ref": ("||g_r|| / ||g_nt|| on the task's top-K MLP neurons: held-out task gradient vs the batch's non-task part (mean over batches)", "1"),
     "grad_ratio_batch": ("||g_t|| / ||g_nt|| on the task's top-K MLP neurons: the task's part of the training batch vs the rest (mean over batches)", "1"),
     "neuron_cosine": ("cosine between the training-batch gradients of component and other_component on the task's top-K MLP neurons (mean over batches)", "1"),
-    "top_k": ("task neurons per task (the protocol's K)", "1"),
+    "top_k": ("task neurons per task and block (the protocol's K)", "1"),
+    "neuron_layer": ("the block whose task neurons the protocol's cosines and ratios use", "1"),
+    "neuron_grad": ("squared norm of the task's held-out loss gradient on the MLP neuron's parameters (gate row, up row, "
+                    "down column): the paper's task-neuron score (NaN: a smaller model's padding)", "1"),
 }
 
 
@@ -267,7 +260,7 @@ VARIABLES = {
 class Interference(PerCheckpoint):
     name = "interference"
     config_class = InterferenceConfig
-    part_version = 3  # 2: coupling, gradient-norm ratios and the neuron cosine matrix; 3: loss_change_se
+    part_version = 4  # 2: coupling, gradient-norm ratios and the neuron cosine matrix; 3: loss_change_se; 4: neuron_grad
 
     def batch_size(self, ctx, cfg: InterferenceConfig) -> int:
         if cfg.batch_size:
@@ -322,7 +315,11 @@ class Interference(PerCheckpoint):
             "grad_ratio_batch": np.full((M, S, T), np.nan),
             "neuron_cosine": np.full((M, S, T, T, T), np.nan),
             "top_k": np.zeros(M, dtype=np.int64),
+            "neuron_layer": np.zeros(M, dtype=np.int64),
         }
+        L = max(p["neuron_grad"].shape[0] for per in parts.values() for p in per.values())
+        N = max(p["neuron_grad"].shape[1] for per in parts.values() for p in per.values())
+        a["neuron_grad"] = np.full((M, S, L, N, T), np.nan)
         nt = len(tasks) - 1
         for mi, m in enumerate(models):
             mine = sorted(parts[m])
@@ -340,6 +337,9 @@ class Interference(PerCheckpoint):
                     a[key][mi, si, :nt] = p[key]
                 a["neuron_cosine"][mi, si, :nt] = p["neuron_cosine"]
                 a["top_k"][mi] = int(p["top_k"])
+                a["neuron_layer"][mi] = int(p["neuron_layer"])
+                e = p["neuron_grad"]
+                a["neuron_grad"][mi, si, : e.shape[0], : e.shape[1]] = e
                 if j > 0:
                     prev = parts[m][mine[j - 1]]
                     a["loss_change"][mi, si] = prev["next_loss_change"]
@@ -367,6 +367,8 @@ class Interference(PerCheckpoint):
                 "grad_ratio_batch": (dims, a["grad_ratio_batch"]),
                 "neuron_cosine": (dims + ("component", "other_component"), a["neuron_cosine"]),
                 "top_k": (("model",), a["top_k"]),
+                "neuron_layer": (("model",), a["neuron_layer"]),
+                "neuron_grad": (("model", "step", "block", "neuron", "task"), a["neuron_grad"]),
             },
             coords={
                 **series_coords(ctx.series, models, steps),
@@ -376,6 +378,8 @@ class Interference(PerCheckpoint):
                 "other_component": tasks,
                 "share": ("task", share),
                 "param_group": groups,
+                "block": np.arange(L),
+                "neuron": np.arange(N),
             },
             attrs={"batch_size": batch_size},
         )

@@ -1,46 +1,58 @@
-"""Which task claims which MLP neuron, and when: analyses/neurons.nc.
+"""Which task claims which MLP neuron, and when: analyses/neurons.nc, by two measures.
 
-**Attribution.** For each MLP neuron n (``blocks.{l}.mlp.hook_post``, read and
-differentiated through a transformer_lens ``TransformerBridge``) and each task,
-the attribution-patching estimate of what zeroing the neuron does to the task,
-on ``examples`` (256) of the task's *training* instances (ownership is about what training made
-of a neuron; for pooled tasks that is the train half):
+**The paper's task neurons** (``owner``, ``n_claimed``, ``claim_step``,
+``turnover``, ``rare_to_common``): a task's task neurons are its top-K MLP
+neurons by the norm of its held-out loss gradient on the neuron's parameters,
+the definition the interference protocol uses
+(:mod:`mechrare.analyses.task_neurons`; the gradients are interference.nc's
+``neuron_grad``, so run interference too: ``mechrare analyze`` orders it
+first). ``blocks = "protocol"`` (default) takes interference's
+``neuron_layer`` (the first block, as the paper); ``"all"`` takes the top-K of
+every block. A neuron is claimed by a task when it is among the task's top-K,
+the task is learned (below), and the task's share of its gradient energy on the
+neuron exceeds the *null floor* at the neuron's rank (``task_neuron_floor``):
+``grad_floor`` x the r-th largest share of the block at initialisation (step 0),
+the largest over every training seed of the model. A neuron claimed by several tasks goes to the
+one with the largest share. Without interference.nc (or where it lacks a seed
+or step) these variables are absent and ``attrs["task_neurons"]`` says why.
+
+**Attribution patching** (the ``*_attribution`` variables, a second measure
+that differs in what it asks: what zeroing the neuron would do to the task's
+answer, rather than where the task's loss gradient falls). For each MLP neuron n
+(``blocks.{l}.mlp.hook_post``, read and differentiated through a transformer_lens
+``TransformerBridge``) and each task, on ``examples`` (256) of the task's
+*training* instances (for pooled tasks the train half):
 
     allocation[n, task] = max(0, mean over instances of sum over positions of a_n * dm/da_n)
 
 with the default ``measure = "logit_diff"``: m is the answer's logit difference
 (logit of the correct answer minus the mean logit of the other answers the task
-can have), summed over the answer tokens. Zeroing n lowers m by about
-a_n dm/da_n to first order. The logit difference (not the loss) is used because
-its gradient does not vanish once a task is learned, so a learned task keeps the
-neurons it uses. ``background`` is attributed on held-out background documents
-(every next-token prediction, against the whole vocabulary). Other measures:
-``loss_increase`` (the loss's first-order rise, clipped at 0) and ``margin``
-(|a dm/da| with m = target logit minus the mean logit).
+can have), summed over the answer tokens. ``background`` is attributed on
+held-out background documents (every next-token prediction, against the whole
+vocabulary). Other measures: ``loss_increase`` (the loss's first-order rise,
+clipped at 0) and ``margin`` (|a dm/da| with m = target logit minus the mean
+logit). Per (block, task) the allocation is normalised into shares; a neuron's
+``owner_attribution`` is the task with the largest share among those whose
+allocation exceeds ``floor`` x the largest allocation any neuron of the block
+had for that task at step 0, if that share is >= ``min_share`` x uniform and >=
+``selectivity`` x the next task's share; otherwise -1.
 
-**Ownership.** Per (block, task) the allocation is normalised into shares of
-the task's total over the block's neurons. A neuron's ``owner`` is the task with
-the largest share among those whose allocation exceeds ``floor`` x the largest
-allocation any neuron of the block had for that task at initialisation (step 0),
-if that share is >= ``min_share`` x uniform (1 / n_neurons) and >= ``selectivity``
-x the next task's share; otherwise -1 (unowned). The floor keeps structure that a
-random network already has from counting as a claim.
-**Only a learned task owns neurons** (``learned_gate``, default on): before the
-step at which its held-out accuracy is above its chance level by more than
-binomial noise allows (:mod:`mechrare.analyses.learned`, the test retention
-uses; ``owns_from``), a task's allocation takes no part in ownership; a task
+**Only a learned task owns neurons** under both measures (``learned_gate``,
+default on): before the step at which its held-out accuracy is above its chance
+level by more than binomial noise allows (:mod:`mechrare.analyses.learned`, the
+test retention uses; ``owns_from``), a task takes no part in ownership; a task
 the test never finds learned owns nothing (``owns_from`` = inf). Tasks the test
 cannot take (no metrics.nc, or no chance level) and ``background`` are not gated
 (``owns_from`` = 0).
+
 ``n_claimed`` counts owned neurons per (block, task); ``claim_step(model, task)``
 is the first step at which the task owns >= ``claim_neurons`` neurons (all
 blocks) and keeps that many for the next ``claim_stable`` checkpoints.
 ``turnover(step, from_task, to_task)`` counts neurons whose owner changed since
 the previous checkpoint, and ``rare_to_common`` those that moved from one task to
-another task with a larger mixture share (``background`` is not a task there). ``ablation_loss_increase`` (below) checks that owned
-neurons matter: zeroing them raises the owner's loss.
-
-The neuron dimensions are ``block`` (the transformer block) and ``neuron``.
+another task with a larger mixture share (``background`` is not a task there).
+``ablation_loss_increase`` (below) checks that owned neurons matter: zeroing
+them raises the owner's loss. The neuron dimensions are ``block`` and ``neuron``.
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ import numpy as np
 from mechrare.activations import mlp_hooks
 from mechrare.analyses.common import components
 from mechrare.analyses.driver import PerCheckpoint
+from mechrare.analyses.ownership import attribution_owners, claim_step, gradient_owners, interference_energy, model_extent, owner_series, ownership
 from mechrare.analyses.registry import as_context, register_analysis
 from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.data.taskset import TaskSet
@@ -66,6 +79,8 @@ class NeuronsConfig:
     claim_stable: int = 2
     measure: str = "logit_diff"
     floor: float = 1.0  # x the largest allocation any neuron has for the task at initialisation
+    blocks: str = "protocol"  # the paper's task neurons in: "protocol" (interference's neuron_layer, as the paper) or "all" blocks
+    grad_floor: float = 1.0  # x the r-th largest gradient share at initialisation (largest over the seeds) for rank r (0: no floor)
     learned_gate: bool = True  # a task owns neurons only once its accuracy is learned (binomial test)
     alpha: float = 0.05  # false-positive rate of that test
     examples: int = 256  # training instances per task (background: held-out documents) the attribution averages over
@@ -82,6 +97,10 @@ class NeuronsConfig:
                 raise ConfigError(f"{path}.{key}: must be >= 1, got {getattr(self, key)}")
         if self.claim_stable < 0:
             raise ConfigError(f"{path}.claim_stable: must be >= 0, got {self.claim_stable}")
+        if self.blocks not in ("protocol", "all"):
+            raise ConfigError(f"{path}.blocks: must be 'protocol' or 'all', got {self.blocks!r}")
+        if self.grad_floor < 0:
+            raise ConfigError(f"{path}.grad_floor: must be >= 0, got {self.grad_floor}")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"{path}.alpha: must be in (0, 1), got {self.alpha}")
 
@@ -164,30 +183,6 @@ def neuron_attribution(bridge, ids: np.ndarray, answer: slice | None, batch_size
     return final((total / len(ids)).numpy())
 
 
-def ownership(allocation: np.ndarray, floor: np.ndarray | None, min_share: float, selectivity: float) -> np.ndarray:
-    """owner [L, n] (task index or -1) from allocation [L, n, T] and the init floor [L, T]."""
-    totals = allocation.sum(axis=1, keepdims=True)
-    shares = np.divide(allocation, totals, out=np.zeros_like(allocation), where=totals > 0)
-    n = allocation.shape[1]
-    eligible = shares if floor is None else np.where(allocation > floor[:, None, :], shares, 0.0)
-    owner = eligible.argmax(-1)
-    best = np.take_along_axis(shares, owner[..., None], -1)[..., 0]
-    others = shares.copy()
-    np.put_along_axis(others, owner[..., None], -np.inf, -1)
-    second = others.max(-1) if shares.shape[-1] > 1 else np.zeros_like(best)
-    ok = (eligible.max(-1) > 0) & (best >= min_share / n) & (best >= selectivity * second)
-    return np.where(ok, owner, -1)
-
-
-def claim_step(steps: list[int], counts: np.ndarray, k: int, stable: int) -> float:
-    """First step with counts >= k that holds for the next ``stable`` checkpoints."""
-    good = counts >= k
-    for i in range(len(steps)):
-        if good[i : i + stable + 1].all():
-            return float(steps[i])
-    return np.nan
-
-
 # -- causal check -----------------------------------------------------------------------------
 def ablated_task_loss(bridge, tasks: TaskSet, task: str, neurons: dict[int, list[int]], batch_size: int = 256, n_rows: int = 256) -> float:
     """Mean answer loss of ``task`` with the given {block: [neuron, ...]} MLP neurons zeroed."""
@@ -234,18 +229,30 @@ def ablation_loss_increase(bridge, tasks: TaskSet, owner: np.ndarray, task: int,
 
 
 # -- the analysis --------------------------------------------------------------------------------
+_WHO = {
+    "": "the paper's task neurons: the neuron is in the task's top-K by held-out gradient, the task is learned, and its "
+        "gradient share on the neuron is above the null floor",
+    "_attribution": "attribution patching: the task's share of the neuron's allocation passes floor, min_share and selectivity",
+}
 VARIABLES = {
     "allocation": (
         "attribution-patching estimate of how much zeroing the neuron lowers the task's answer logit difference "
         "(mean over instances of sum over answer positions of a * dm/da; the loss rise or |margin change| under "
         "other measures), clipped at 0", "1"),
-    "owner": ("index into task of the task owning the neuron", "1"),
-    "n_claimed": ("neurons the task owns in the block", "1"),
-    "claim_step": ("first step with >= claim_neurons owned neurons (all blocks), held for claim_stable more checkpoints", "1"),
-    "turnover": ("neurons whose owner moved from task to other_task since the previous checkpoint", "1"),
-    "rare_to_common": ("neurons whose owner moved from a task to a task with a larger share of training sequences (background excluded)", "1"),
     "owns_from": ("step from which the task may own neurons: its tested learned step; inf: never learned; 0: not gated", "1"),
+    "task_neuron_floor": ("null floor of the paper's ownership at each rank: the rank-th largest share of the task's "
+                          "gradient energy in the block at initialisation, the largest over the seeds (so the same for every seed)", "1"),
 }
+for _suffix, _how in _WHO.items():
+    VARIABLES.update({
+        "owner" + _suffix: (f"index into task of the task owning the neuron ({_how})", "1"),
+        "n_claimed" + _suffix: (f"neurons the task owns in the block ({_how})", "1"),
+        "claim_step" + _suffix: ("first step with >= claim_neurons owned neurons (all blocks), held for claim_stable more "
+                                 f"checkpoints ({_how})", "1"),
+        "turnover" + _suffix: (f"neurons whose owner moved from task to other_task since the previous checkpoint ({_how})", "1"),
+        "rare_to_common" + _suffix: ("neurons whose owner moved from a task to a task with a larger share of training "
+                                     f"sequences, background excluded ({_how})", "1"),
+    })
 
 
 @register_analysis
@@ -253,7 +260,10 @@ class Neurons(PerCheckpoint):
     name = "neurons"
     config_class = NeuronsConfig
     #: ownership settings only change the assembly: they re-derive from the same parts
-    part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor", "learned_gate", "alpha")
+    part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor", "learned_gate", "alpha",
+                   "blocks", "grad_floor")
+    #: the paper's task neurons come from interference.nc's neuron_grad
+    after = ("interference",)
 
     def prepare(self, ctx, cfg: NeuronsConfig) -> list:
         tasks = ctx.tasks
@@ -292,58 +302,67 @@ class Neurons(PerCheckpoint):
 
     def finish(self, ctx, cfg: NeuronsConfig, inputs, ds):
         from mechrare.analyses.learned import owns_from
+        from mechrare.checkpoints.datasets import open_dataset
 
         tasks = [str(t) for t in ds.task.values]
         steps = [int(s) for s in ds.step.values]
-        M, K, S, L, N, T = ds.allocation.shape[:1] + ds.allocation.shape[1:]
-        owner = np.full((M, K, S, L, N), -1, dtype=np.int16)
-        n_claimed = np.zeros((M, K, S, L, T), dtype=np.int32)
-        turnover = np.zeros((M, K, S, T, T), dtype=np.int32)
-        rare_to_common = np.zeros((M, K, S), dtype=np.int32)
-        claim = np.full((M, K, T), np.nan)
+        seeds = [int(x) for x in ds.seed.values]
+        M, K, S, L, N, T = ds.allocation.shape
+        path = ctx.analysis_path("interference")
+        interference = open_dataset(path) if path.is_file() else None
+        if interference is not None and "seed" not in interference.dims:
+            interference = interference.expand_dims(seed=[0])
         gate = np.zeros((M, K, T))
+        measures = {"": np.full((M, K, S, L, N), -1, dtype=np.int16), "_attribution": np.full((M, K, S, L, N), -1, dtype=np.int16)}
+        floors = np.full((M, L, N, T), np.nan)
+        why: list[str] = []
         for mi, m in enumerate(str(x) for x in ds.model.values):
-            mshare = np.array(components(ctx.tasks, m)[1])  # the shares this model was trained on
-            for ki, seed in enumerate(int(x) for x in ds.seed.values):
+            for ki, seed in enumerate(seeds):
                 if cfg.learned_gate:
                     starts = owns_from(ctx, m, seed, tasks[:-1], cfg.alpha)
                     gate[mi, ki, :-1] = [starts[t] for t in tasks[:-1]]
-                a_all = ds.allocation.values[mi, ki]  # [S, L, N, T], NaN-padded
-                have = [si for si in range(S) if np.isfinite(a_all[si]).any()]
-                if not have:
-                    continue
-                size = np.isfinite(a_all[have[0]]).any(-1)  # the model's own blocks x neurons
-                Lm, Nm = int(size.any(1).sum()), int(size.any(0).sum())
-                first = np.nan_to_num(a_all[have[0], :Lm, :Nm])
-                floor = cfg.floor * first.max(axis=1) if steps[have[0]] == 0 else None
-                prev = None
-                for si in have:
-                    a = np.nan_to_num(a_all[si, :Lm, :Nm])  # a task set without background text: NaN -> 0
-                    a = np.where(steps[si] >= gate[mi, ki], a, 0.0)  # tasks not yet learned take no part
-                    o = ownership(a, floor, cfg.min_share, cfg.selectivity)
-                    owner[mi, ki, si, :Lm, :Nm] = o
-                    for t in range(T):
-                        n_claimed[mi, ki, si, :Lm, t] = (o == t).sum(axis=1)
-                    if prev is not None:
-                        moved = (prev != o) & (prev >= 0) & (o >= 0)
-                        np.add.at(turnover[mi, ki, si], (prev[moved], o[moved]), 1)
-                        tasks_only = moved & (prev < T - 1) & (o < T - 1)  # background is not a task
-                        rare_to_common[mi, ki, si] = int((mshare[prev[tasks_only]] < mshare[o[tasks_only]]).sum())
-                    prev = o
-                mine = [steps[si] for si in have]
-                for t in range(T):
-                    claim[mi, ki, t] = claim_step(mine, n_claimed[mi, ki, have, :, t].sum(-1), cfg.claim_neurons, cfg.claim_stable)
-        d5, d3 = ("model", "seed", "step", "block", "neuron"), ("model", "seed", "step")
-        ds = ds.assign(
-            owner=(d5, owner),
-            n_claimed=(("model", "seed", "step", "block", "task"), n_claimed),
-            claim_step=(("model", "seed", "task"), claim),
-            turnover=(d3 + ("task", "other_task"), turnover),
-            rare_to_common=(d3, rare_to_common),
-            owns_from=(("model", "seed", "task"), gate),
-        )
+                measures["_attribution"][mi, ki] = attribution_owners(
+                    ds.allocation.values[mi, ki], steps, gate[mi, ki], cfg.floor, cfg.min_share, cfg.selectivity)
+            got = interference_energy(interference, m, seeds, steps)
+            if isinstance(got, str):
+                why.append(got)
+                continue
+            energy, k, layer = got
+            blocks = None if cfg.blocks == "all" else np.arange(energy.shape[2]) == layer
+            owner, fl = gradient_owners(energy, steps, gate[mi], k, blocks, cfg.grad_floor)
+            lm, nm = min(L, owner.shape[2]), min(N, owner.shape[3])
+            measures[""][mi, :, :, :lm, :nm] = owner[:, :, :lm, :nm]
+            if fl is not None:
+                floors[mi, : fl.shape[0], : fl.shape[1]] = fl[:L, :N]
+        out = {}
+        for suffix, owner in measures.items():
+            if suffix == "" and why:
+                continue
+            derived = {key: [] for key in ("n_claimed", "turnover", "rare_to_common", "claim_step")}
+            for mi, m in enumerate(str(x) for x in ds.model.values):
+                mshare = np.array(components(ctx.tasks, m)[1])  # the shares this model was trained on
+                have = model_extent(ds.allocation.values[mi, 0])[0]
+                per = [owner_series(owner[mi, ki], steps, have, mshare, T, cfg.claim_neurons, cfg.claim_stable) for ki in range(K)]
+                for key in derived:
+                    derived[key].append(np.stack([p[key] for p in per]))
+            d3 = ("model", "seed", "step")
+            out.update({
+                "owner" + suffix: (d3 + ("block", "neuron"), owner),
+                "n_claimed" + suffix: (d3 + ("block", "task"), np.stack(derived["n_claimed"])),
+                "claim_step" + suffix: (("model", "seed", "task"), np.stack(derived["claim_step"])),
+                "turnover" + suffix: (d3 + ("task", "other_task"), np.stack(derived["turnover"])),
+                "rare_to_common" + suffix: (d3, np.stack(derived["rare_to_common"])),
+            })
+        if not why:
+            out["task_neuron_floor"] = (("model", "seed", "block", "rank", "task"), np.repeat(floors[:, None], K, axis=1))
+        ds = ds.assign(owns_from=(("model", "seed", "task"), gate), **out)
+        ds.attrs["task_neurons"] = ("; ".join(why) + ": the paper's task-neuron ownership was not derived") if why else (
+            f"the paper's top-K gradient neurons from interference.nc, blocks={cfg.blocks}, null floor from "
+            f"{K} seed(s) at step 0" + ("" if steps and steps[0] == 0 else " (no step 0 analysed: no floor)"))
         describe(ds, VARIABLES)
-        ds["owner"].attrs.update(flag_values=np.int16(-1), flag_meanings="unowned")
+        for name in ("owner", "owner_attribution"):
+            if name in ds:
+                ds[name].attrs.update(flag_values=np.int16(-1), flag_meanings="unowned")
         return ds
 
 

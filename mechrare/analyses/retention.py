@@ -171,7 +171,7 @@ def load_signals(ctx: Context, models: list[str], tasks: list[str]) -> dict:
             best = best.assign_coords(target=[t.rsplit("/", 1)[0] for t in have]).rename(target="task")
             out["probe"] = best.reindex(task=tasks)
     neurons = _open(ctx, "neurons")
-    if neurons is not None:
+    if neurons is not None and "n_claimed" in neurons:  # the paper's task neurons (absent without interference.nc)
         out["neurons"] = neurons.n_claimed.sum("block").sel(task=tasks).astype(float)
     sae = _open(ctx, "sae")
     if sae is not None:

@@ -70,7 +70,8 @@ def draw_neurons(data: RunData):
     tasks = [str(t) for t in ds.task.values]
     colors = colormap("tab10")
     for ax, m in zip(axes, models):
-        steps, claimed = steps_of(ds, m, "n_claimed")
+        var = "n_claimed" if "n_claimed" in ds else "n_claimed_attribution"  # the paper's task neurons, where measured
+        steps, claimed = steps_of(ds, m, var)
         counts = seed_mean(claimed.sum("block")).transpose("task", "step").values
         x = np.arange(len(steps))
         ax.stackplot(x, counts, labels=tasks, colors=[colors(k) for k in range(len(tasks))], alpha=0.85)
@@ -78,7 +79,8 @@ def draw_neurons(data: RunData):
         ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
         ax.set_xlabel("step (checkpoint index spacing)")
         n = int(ds.sizes["neuron"] * ds.sizes["block"])
-        ax.set_title(f"{m}: MLP neurons owned (of {n}){', mean over seeds' if 'seed' in claimed.dims and claimed.sizes['seed'] > 1 else ''}", fontsize=10)
+        how = "task neurons" if var == "n_claimed" else "attribution"
+        ax.set_title(f"{m}: MLP neurons owned, {how} (of {n}){', mean over seeds' if 'seed' in claimed.dims and claimed.sizes['seed'] > 1 else ''}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("neurons claimed")
     axes[0].legend(fontsize=7, loc="upper left")

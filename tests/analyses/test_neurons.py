@@ -1,10 +1,12 @@
-"""analyses/neurons.nc: attribution against finite differences, the ownership rule,
-claim steps, and that ownership is causal (zeroing owned neurons hurts the owner)."""
+"""analyses/neurons.nc: the paper's task neurons against an independent gradient and rule,
+attribution against finite differences, the ownership rules, claim steps, and that
+attribution ownership is causal (zeroing owned neurons hurts the owner)."""
 
 import numpy as np
 import pytest
 import torch
 
+from mechrare.analyses.interference import InterferenceConfig, run_interference
 from mechrare.analyses.neurons import (
     NeuronsConfig,
     _logit_diff_fn,
@@ -24,6 +26,7 @@ MODEL = "d24-l2"
 
 @pytest.fixture(scope="module")
 def neurons_ds(tiny_run):
+    run_interference(tiny_run.path, InterferenceConfig(), models=[MODEL], progress=False)  # the task neurons' gradients
     return run_neurons(tiny_run.path, NeuronsConfig(), models=[MODEL], progress=False)
 
 
@@ -78,12 +81,16 @@ def test_contract(neurons_ds, tiny_run):
     ds = neurons_ds
     assert ds.allocation.dims == ("model", "seed", "step", "block", "neuron", "task")
     assert list(ds.task.values) == ["facts:8", "compare:4", "lookup:2", "background"]
-    assert ds.owner.dtype.kind == "i" and int(ds.owner.min()) >= -1
-    # no claims at initialisation (the floor is the initial allocation), claims after training
-    assert int(ds.n_claimed.sel(model=MODEL, seed=0, step=0).sum()) == 0
-    assert int(ds.n_claimed.sel(model=MODEL, seed=0, step=300).sum()) > 0
-    counted = (ds.owner.sel(model=MODEL, seed=0, step=300) == 0).sum("neuron")
-    assert (counted.values == ds.n_claimed.sel(model=MODEL, seed=0, step=300, task="facts:8").values).all()
+    for suffix in ("", "_attribution"):
+        owner, n_claimed = ds["owner" + suffix], ds["n_claimed" + suffix]
+        assert owner.dtype.kind == "i" and int(owner.min()) >= -1
+        # no claims at initialisation (the floors come from it), claims after training
+        assert int(n_claimed.sel(model=MODEL, seed=0, step=0).sum()) == 0
+        assert int(n_claimed.sel(model=MODEL, seed=0, step=300).sum()) > 0
+        for t, name in enumerate(ds.task.values):
+            counted = (owner.sel(model=MODEL, seed=0, step=300) == t).sum("neuron")
+            assert (counted.values == n_claimed.sel(model=MODEL, seed=0, step=300, task=name).values).all()
+    assert "from interference.nc" in ds.attrs["task_neurons"]
     assert open_dataset(tiny_run.path / "analyses" / "neurons.nc").equals(ds)
 
 
@@ -103,35 +110,37 @@ def test_only_learned_tasks_own_neurons(neurons_ds, tiny_run):
                             seed=[0, zlib.crc32(f"{MODEL}/{t}".encode())])
         start = float(ds.owns_from.sel(task=t))
         assert start == (e.learned_step if e.learned else np.inf)
-        early = ds.n_claimed.sel(task=t).sum("block").where(ds.step < start, 0)
-        assert int(early.sum()) == 0
+        for var in ("n_claimed", "n_claimed_attribution"):
+            early = ds[var].sel(task=t).sum("block").where(ds.step < start, 0)
+            assert int(early.sum()) == 0
     assert float(ds.owns_from.sel(task="background")) == 0
     plain = run_neurons(tiny_run.path, NeuronsConfig(learned_gate=False), models=[MODEL], progress=False).sel(model=MODEL, seed=0)
     alloc = plain.allocation.values
     floor = alloc[0].max(axis=1)  # step 0's largest allocation per (block, task)
     for si in range(len(plain.step)):
         expect = ownership(alloc[si], floor, 2.0, 2.0)
-        assert (plain.owner.values[si] == expect).all()
+        assert (plain.owner_attribution.values[si] == expect).all()
     assert float(plain.owns_from.max()) == 0
 
 
-def test_rare_to_common_counts_task_to_task_moves_only(neurons_ds):
+@pytest.mark.parametrize("suffix", ["", "_attribution"])
+def test_rare_to_common_counts_task_to_task_moves_only(neurons_ds, suffix):
     ds = neurons_ds.sel(model=MODEL, seed=0)
-    share, owner = ds.share.values, ds.owner.values
+    share, owner = ds.share.values, ds["owner" + suffix].values
     bg = len(ds.task) - 1
     for si in range(1, len(ds.step)):
         prev, now = owner[si - 1], owner[si]
         moved = (prev != now) & (prev >= 0) & (now >= 0) & (prev != bg) & (now != bg)
-        assert int(ds.rare_to_common.values[si]) == int((share[prev[moved]] < share[now[moved]]).sum())
+        assert int(ds["rare_to_common" + suffix].values[si]) == int((share[prev[moved]] < share[now[moved]]).sum())
 
 
 def test_ownership_is_causal(neurons_ds, tiny_run):
-    """Zeroing the neurons a task owns raises its loss more than zeroing as many random
+    """Attribution ownership: zeroing the neurons a task owns raises its loss more than zeroing as many random
     neurons (same layers), for every task that owns at least 5 neurons."""
     store = CheckpointStore(tiny_run.path)
     tasks = open_run(tiny_run.path).tasks
     bridge = store.load_bridge(MODEL, 300)
-    owner = neurons_ds.owner.sel(model=MODEL, seed=0, step=300).values
+    owner = neurons_ds.owner_attribution.sel(model=MODEL, seed=0, step=300).values
     checked = 0
     for t in range(len(tasks.names)):
         if (owner == t).sum() < 5:
