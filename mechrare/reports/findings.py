@@ -122,7 +122,9 @@ def rare_accuracy_rises_with_size(data: RunData) -> Finding:
 # -- (b) ----------------------------------------------------------------------------------
 B_RULE = (
     "per (ladder model, seed): the step at which the common task is claimed vs the rare task's (claimed = retention's "
-    "tested 'learned' event on the task's owned-neuron count: a rise beyond a permutation of its own jitter, "
+    "tested 'learned' event on the task's owned-neuron count, neurons owned by the paper's definition (top-K MLP "
+    "neurons by the task's held-out gradient, once the task is learned, above a null floor from initialisation): a "
+    "rise beyond a permutation of its own jitter, "
     "false-positive rate alpha per series), as earlier / tie / later / rare never claimed / common never claimed; "
     "win = common strictly earlier and the rare task claims at some step (never claimed is not a win, ties are "
     "ties). Holds if the 95% Clopper-Pearson interval of the win fraction lies above 0.5 and no pair has the rare "
