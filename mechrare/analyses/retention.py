@@ -375,6 +375,13 @@ class Retention(Analysis):
             },
             attrs=provenance("retention", asdict(cfg), has_interference=int(interference is not None)),
         )
+        if ctx.tasks is not None and metrics is not None:  # bursty tasks: learn-then-forget cycles (bursts.py)
+            from mechrare.analyses.bursts import cycles_dataset
+
+            per_model = {m: ctx.tasks.bursts(ctx.series.tokens_per_step(), m) for m in models}
+            cycles = cycles_dataset(metrics, per_model, models, tasks, seeds)
+            if cycles is not None:
+                ds = ds.merge(cycles)
         describe(ds, VARIABLES)
         write_dataset(ds, ctx.analysis_path("retention"), root=ctx.folder)
         return ds

@@ -18,3 +18,14 @@ def checkpoint_steps(total: int, every: int, log_spaced: bool = True, log_max: i
             p *= 2
     steps.update(range(every, total + 1, every))
     return sorted(steps)
+
+
+def burst_checkpoints(bursts, total: int) -> set[int]:
+    """Steps just before and just after every burst of a bursty task, up to ``total``: ``bursts`` holds
+    (every, offset, n_steps) per bursty task; a burst's first batch is that of step offset + k * every, so
+    the checkpoint at that step holds the weights before it and the one n_steps later those after it."""
+    steps: set[int] = set()
+    for every, offset, n_steps in bursts:
+        for start in range(offset, total, every):
+            steps.update((start, min(start + n_steps, total)))
+    return steps

@@ -125,6 +125,15 @@ class Mixture:
         every = self.specs[index].schedule.every
         return int(round(self.shares[index] * batch_size * every))
 
+    def burst_schedule(self, batch_size: int) -> dict[str, tuple[int, int, int]]:
+        """task -> (every, offset, n_steps) for each bursty task: its bursts start at the batches of steps
+        offset + k * every and fill ``n_steps`` consecutive batches."""
+        out = {}
+        for i in self.bursty:
+            sched = self.specs[i].schedule
+            out[self.task_names[i]] = (sched.every, sched.offset, max(1, -(-self.burst_size(i, batch_size) // batch_size)))
+        return out
+
     def check_batch_size(self, batch_size: int, path: str = "mixture") -> None:
         """Bursts must be non-empty and all bursts of one step must fit one batch."""
         first = 0

@@ -59,6 +59,11 @@ class TaskSet(ABC):
         """Task -> share of training sequences (the one ``model`` was trained on); None if unknown."""
         return None
 
+    def bursts(self, tokens_per_step: int, model: str | None = None) -> dict[str, tuple[int, int, int]]:
+        """task -> (every, offset, n_steps) for the tasks trained in bursts (see
+        :meth:`mechrare.data.mixture.Mixture.burst_schedule`); empty where unknown."""
+        return {}
+
     def complexity(self, task: str) -> int | None:
         return None
 
@@ -127,6 +132,10 @@ class MixtureTaskSet(TaskSet):
     def shares(self, model: str | None = None) -> dict[str, float]:
         mixture = self.model_mixtures.get(model, self.mixture) if model is not None else self.mixture
         return dict(zip(self.names, map(float, mixture.shares[:-1])))
+
+    def bursts(self, tokens_per_step: int, model: str | None = None) -> dict[str, tuple[int, int, int]]:
+        mixture = self.model_mixtures.get(model, self.mixture) if model is not None else self.mixture
+        return mixture.burst_schedule(tokens_per_step // self.mixture.cfg.sequence_length)
 
     def complexity(self, task: str) -> int:
         return self.mixture.specs[self.index(task)].complexity

@@ -205,6 +205,33 @@ def draw_intervention(data: RunData):
     return fig
 
 
+# -- bursts ------------------------------------------------------------------------------------
+def draw_bursts(data: RunData):
+    ds = data.get("retention")
+    if ds is None or "burst_every" not in ds or not bool((ds.burst_every > 0).any()):
+        raise Skip("no task of this run is trained in bursts; give one `schedule = { every = N }` in [mixture] tasks")
+    bursty = [str(t) for t in ds.task.values if bool((ds.burst_every.sel(task=t) > 0).any())]
+    task = data.rare_task if data.rare_task in bursty else bursty[0]
+    models = [m for m in data.models if m in ds.model.values and int(ds.burst_every.sel(model=m, task=task)) > 0]
+    fig, axes = grid(len(models), sharex=True)
+    styles = model_styles(data)
+    steps = data.metrics.step.values
+    for ax, m in zip(axes, models):
+        for b in np.unique(ds.cycle_burst_step.sel(model=m, task=task).values):
+            if np.isfinite(b):
+                ax.axvline(b, color="0.75", lw=0.6, zorder=0)
+        seed_band(ax, steps, data.metrics.loss.sel(model=m, task=task), label=model_label(data, m), **styles[m])
+        frac = ds.forgetting_fraction.sel(model=m, task=task).values.ravel()
+        frac = frac[np.isfinite(frac)]
+        said = (f"{frac.mean():.2f}" + (f" ({frac.min():.2f} to {frac.max():.2f})" if len(frac) > 1 else "")) if len(frac) else "n/a"
+        ax.set_title(f"{m}: forgotten between bursts {said}", fontsize=9)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"{task} held-out loss")
+    fig.tight_layout()
+    return fig
+
+
 FIGURES.add("accuracy", FigureSpec(
     "Task accuracy against training tokens",
     "Held-out exact-match accuracy per task; one line per model (dashed: interventions), the mean over training "
@@ -234,6 +261,12 @@ FIGURES.add("timeline", FigureSpec(
     "Each bar runs from a signal's peak to the checkpoint where it was overwritten, coloured by the interference measured "
     "over that window; the orange line is the rare task's cos(g_nt, g_r).",
     ("retention",), draw_timeline, order=50, kinds=("ladder", "toy")))
+FIGURES.add("bursts", FigureSpec(
+    "Bursty task: learn-then-forget cycles",
+    "Held-out loss of the task trained in bursts, per model (mean over seeds, shaded: lowest to highest seed); grey lines "
+    "mark the bursts. The title gives retention.nc's forgetting_fraction: the share of what each burst taught that the gap "
+    "to the next burst undid, over the second half of training (1: forgotten, 0: accumulated; a description, not a test).",
+    ("metrics", "retention"), draw_bursts, order=55))
 FIGURES.add("intervention", FigureSpec(
     "Intervention: the rare task upsampled",
     "Rare-task accuracy of the upsampled small model beside the ladder (mean over seeds, shaded / dots: each seed).",

@@ -18,7 +18,7 @@ from mechrare.checkpoints.atomic import remove_stale_temps
 from mechrare.checkpoints.manifest import InterventionRecord, Manifest, ModelRecord, ShapeRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.metrics import write_metrics
 from mechrare.checkpoints.run import RunFolder, first_difference
-from mechrare.checkpoints.schedule import checkpoint_steps
+from mechrare.checkpoints.schedule import burst_checkpoints, checkpoint_steps
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
 from mechrare.devices import autocast_dtype, resolve_device, torch_threads
@@ -62,7 +62,10 @@ class Plan:
             self.mixtures[name].check_batch_size(config.train.batch_size, f"{path}.upsample")
             self.interventions[name] = {"base": base.name, "upsample": dict(iv.upsample)}
         ck = config.checkpoints
-        self.schedule = checkpoint_steps(config.train.steps, ck.every, ck.log_spaced)
+        bursts = [b for m in self.mixtures.values() for b in m.burst_schedule(config.train.batch_size).values()]
+        # a bursty task's learn-then-forget cycles need the weights just before and after each burst
+        self.schedule = sorted(set(checkpoint_steps(config.train.steps, ck.every, ck.log_spaced))
+                               | burst_checkpoints(bursts, config.train.steps))
         self.resume_every = ck.resume_every or ck.every
         self.tokens_per_step = config.train.batch_size * config.mixture.sequence_length
         self.seeds = config.ladder.seed_list()

@@ -131,3 +131,16 @@ def test_upsample_multiplies_a_tasks_weight_and_keeps_the_rest():
 def test_upsample_bad_input_names_the_key(upsample, key):
     with pytest.raises(ConfigError, match=key):
         build(upsample=upsample)
+
+
+def test_burst_schedule_names_each_bursts_steps():
+    data = small_mixture()
+    data["tasks"][1]["schedule"] = {"every": 20, "offset": 5}
+    mixture = Mixture(from_dict(MixtureConfig, data, "mixture"), 0)
+    (task, (every, offset, n)), = mixture.burst_schedule(16).items()
+    assert (task, every, offset) == ("compare:5", 20, 5)
+    rows = mixture.burst_size(1, 16)
+    assert n == -(-rows // 16) and n >= 2  # 0.1 share x 16 rows x 20 steps spread over whole batches
+    counts = [(mixture.batch(s, 16).task == 1).sum() for s in range(5, 5 + n + 1)]
+    assert all(c > 0 for c in counts[:n]) and counts[n] == 0  # the burst fills exactly n batches
+    assert Mixture(from_dict(MixtureConfig, small_mixture(), "mixture"), 0).burst_schedule(16) == {}
