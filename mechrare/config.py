@@ -10,6 +10,7 @@ families, ladder sizes) are checked where they are resolved, in
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -159,6 +160,24 @@ class InterventionConfig:
 
 
 @dataclass
+class SweepConfig:
+    """A frequency sweep: each of ``models`` (default: every ladder model) trained again with
+    ``task``'s frequency multiplied by each of ``factors`` (factor 1 is the ladder model itself),
+    as interventions named ``<model>-up<factor>``."""
+
+    task: str
+    factors: list[float]
+    models: list[str] = field(default_factory=list)
+
+    def validate(self, path: str) -> None:
+        require(len(self.factors) >= 1, f"{path}.factors", "needs at least one factor, e.g. factors = [0.3, 3]")
+        bad = [f for f in self.factors if not (math.isfinite(f) and f > 0)]
+        require(not bad, f"{path}.factors", f"factors must be finite and > 0, got {bad[0] if bad else 0:g}")
+        dup = sorted({f for f in self.factors if self.factors.count(f) > 1})
+        require(not dup, f"{path}.factors", f"factor {dup[0] if dup else 0:g} appears twice")
+
+
+@dataclass
 class LadderConfig:
     models: list[Union[str, CustomModelConfig]] = field(default_factory=list)
     interventions: list[InterventionConfig] = field(default_factory=list)
@@ -166,9 +185,15 @@ class LadderConfig:
     #: intervention is trained under each; a seed changes the initialisation and the data order,
     #: never the tasks or their eval sets. Seed 0 is the run's ``seed`` itself.
     seeds: Union[int, list[int]] = 1
+    #: a frequency sweep over the ladder (``[ladder.sweep]``): more interventions, one per (model, factor)
+    sweep: SweepConfig | None = None
 
     def validate(self, path: str) -> None:
         require(len(self.models) >= 1, f"{path}.models", "needs at least one model")
+        if self.sweep is not None:
+            names = [m if isinstance(m, str) else None for m in self.models]
+            unknown = [m for m in self.sweep.models if m not in names]
+            require(not unknown, f"{path}.sweep.models", f"{unknown[0] if unknown else ''!r} is not a ladder model (by name)")
         if isinstance(self.seeds, int):
             require(self.seeds >= 1, f"{path}.seeds", f"a count of seeds must be >= 1, got {self.seeds}")
         else:
@@ -177,6 +202,15 @@ class LadderConfig:
             require(not bad, f"{path}.seeds", f"seeds must be >= 0, got {bad[0] if bad else ''}")
             dup = sorted({s for s in self.seeds if self.seeds.count(s) > 1})
             require(not dup, f"{path}.seeds", f"seed {dup[0] if dup else ''} appears twice; give each seed once")
+
+    def all_interventions(self) -> list[tuple[str, InterventionConfig]]:
+        """(config path, intervention) for the explicit interventions, then the sweep's."""
+        out = [(f"ladder.interventions[{i}]", iv) for i, iv in enumerate(self.interventions)]
+        if self.sweep is not None:
+            for m in self.sweep.models or self.models:
+                out += [("ladder.sweep", InterventionConfig(model=m, upsample={self.sweep.task: f}))
+                        for f in self.sweep.factors if f != 1]
+        return out
 
     def seed_list(self) -> list[int]:
         """The training seeds, in order."""
@@ -260,8 +294,8 @@ class RunConfig:
     def validate(self, path: str) -> None:
         require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
         names = [t.name for t in self.mixture.tasks]
-        for i, iv in enumerate(self.ladder.interventions):
-            check_upsample(iv.upsample, names, f"{path}ladder.interventions[{i}].upsample")
+        for where, iv in self.ladder.all_interventions():
+            check_upsample(iv.upsample, names, f"{path}{where}" + (".task" if where == "ladder.sweep" else ".upsample"))
 
     def to_dict(self) -> dict[str, Any]:
         return drop_none(dataclasses.asdict(self))

@@ -26,3 +26,16 @@ def test_readme_python_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
     for key in "abcde":
         assert re.search(rf"^{key} (holds|does not hold|inconclusive|not measured) \S+ \(\S+, \S+\) - ", out, flags=re.M), key
     assert (tmp_path / "runs" / "tiny" / "report" / "index.html").is_file()
+
+
+def test_readme_config_example_loads(tmp_path):
+    """The annotated run config in README is a valid config, sweep and intervention included."""
+    from mechrare.config import load_config
+    from mechrare.training.runner import Plan
+
+    block = re.search(r"```toml\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    path = tmp_path / "example.toml"
+    path.write_text(block)
+    plan = Plan(load_config(str(path))[1])
+    names = [s.name for s in plan.shapes]
+    assert "d16-l2-up10" in names and "d64-l2-up0.3" in names

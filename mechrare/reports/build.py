@@ -16,12 +16,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from mechrare._version import __version__
 from mechrare.checkpoints.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports.data import RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable
+from mechrare.reports.sweep import sweep_cells, sweep_rows
 
 NEEDS_COMMAND = {
     "metrics": "mechrare train",
@@ -129,7 +132,13 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         "",
     ]
     lines += [f"- ({f.key}) {f.rule}." + (f" Test: {f.test}." if f.test else "") for f in findings]
-    lines += ["", "## Models", "", model_table_markdown(data), "", "## Figures", ""]
+    lines += ["", "## Models", "", model_table_markdown(data), ""]
+    sweep = sweep_rows(data, _chance(data))
+    if sweep is not None:
+        header, rows = sweep
+        lines += ["## Frequency sweep", "", SWEEP_CAPTION, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows] + [""]
+    lines += ["## Figures", ""]
     for r in figures:
         if r.png is None:
             lines.append(f"- {r.title}: {r.note}")
@@ -137,6 +146,22 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
             lines.append(f"- [{r.title}](figures/{r.name}.png): {r.caption}")
     lines += ["", f"_mechrare {__version__}, {time.strftime('%Y-%m-%d %H:%M')}_", ""]
     return "\n".join(lines)
+
+
+SWEEP_CAPTION = ("Final accuracy of the swept task (mean of the last 3 checkpoints, mean over seeds [95% interval: seeds and "
+                 "eval items]) by model (rows) and the task's share of training sequences (columns); * : the interval lies "
+                 "above chance. Down a column: at a fixed frequency, do larger models learn it? Along a row: from which "
+                 "frequency does a size learn it?")
+
+
+def _chance(data: RunData) -> float | None:
+    """The swept task's chance level, from retention.nc where present."""
+    found = sweep_cells(data)
+    ds = data.get("retention")
+    if found is None or ds is None or "chance" not in ds.coords:
+        return None
+    value = float(ds.chance.sel(task=found[0])) if found[0] in ds.task.values else np.nan
+    return value if np.isfinite(value) else None
 
 
 def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
@@ -207,10 +232,21 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
 <table id="findings"><tr><th>finding</th><th>status</th><th>effect [95% CI]</th><th>seeds</th><th>measured</th></tr>{rows}</table>
 <details><summary class="meta">how each status was decided</summary><ul class="meta">{rules}</ul></details>
 <h2>Models</h2><table>{models}</table>
+{_sweep_html(data)}
 {''.join(figs)}
 <p class="meta">mechrare {_e(__version__)}, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>
 </body></html>
 """
+
+
+def _sweep_html(data: RunData) -> str:
+    sweep = sweep_rows(data, _chance(data))
+    if sweep is None:
+        return ""
+    header, rows = sweep
+    body = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" + "".join(
+        "<tr>" + "".join(f"<td>{_e(c)}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<h2>Frequency sweep</h2><p class='meta'>{_e(SWEEP_CAPTION)}</p><table id='sweep'>{body}</table>"
 
 
 def build_report(run, progress: bool = True) -> Report:

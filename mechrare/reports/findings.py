@@ -378,11 +378,34 @@ E_RULE = (
 )
 
 
+def _equal_exposure(data: RunData, base: str, up: str, task: str, n: int) -> str:
+    """The upsampled model at the step where it has seen as many rare instances as its base model in all of
+    training (step T x share_base / share_up, interpolated between checkpoints), against the base's final
+    accuracy, paired by seed: does the intervention help beyond showing more instances?"""
+    s_base = data.manifest.model(base).shares.get(task, np.nan)
+    s_up = data.manifest.model(up).shares.get(task, np.nan)
+    acc = data.metrics.accuracy
+    acc = acc if "seed" in acc.dims else acc.expand_dims(seed=[0])
+    last = acc.sel(model=base, task=task).dropna("step", how="all").step.values
+    if not (np.isfinite(s_base) and np.isfinite(s_up) and s_up > 0 and len(last)):
+        return ""
+    target = float(last[-1]) * s_base / s_up
+    at = []
+    for seed in acc.seed.values:
+        series = acc.sel(model=up, task=task, seed=seed).dropna("step")
+        steps = series.step.values
+        at.append(float(np.interp(target, steps, series.values)) if len(steps) and steps[0] <= target <= steps[-1] else np.nan)
+    table = np.stack([data.final_by_seed("accuracy", base, task), np.array(at)], axis=1)
+    est = contrast(table, [-1.0, 1.0], n)
+    return (f"; at equal rare exposure (shares: {base} {s_base:.4f}, {up} {s_up:.4f}; {up} at step {target:.0f} of "
+            f"{int(last[-1])}): up {np.nanmean(at):.3f} - base = {est.text()} (shown, not deciding)")
+
+
 @finding("e", 50)
 def upsampling_closes_the_gap(data: RunData) -> Finding:
     claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
     rare = data.rare_task
-    chosen = [m for m in data.interventions if rare in data.intervention(m).upsample]
+    chosen = [m for m in data.interventions if data.intervention(m).upsample.get(rare, 1) > 1]
     if data.metrics is None or not chosen or len(data.ladder) < 2:
         how = "add `[[ladder.interventions]]` with the rare task upsampled (the quickstart has one)"
         return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", E_RULE)
@@ -397,7 +420,7 @@ def upsampling_closes_the_gap(data: RunData) -> Finding:
     means = np.nanmean(table, axis=0)
     factor = data.intervention(up).upsample[rare]
     evidence = (f"{rare} final accuracy: {base} {means[0]:.3f}, {up} (x{factor:g}) {means[1]:.3f}, {large} {means[2]:.3f}; "
-                f"up - (base + {large}) / 2 = {closed.text()}; rescue up - base = {rescue.text()}")
+                f"up - (base + {large}) / 2 = {closed.text()}; rescue up - base = {rescue.text()}" + _equal_exposure(data, base, up, rare, n))
     f = Finding("e", claim, INCONCLUSIVE, evidence, E_RULE)
     _decide(f, closed, holds_above=True)
     return _with(f, closed, "paired contrast: " + T_TEST)

@@ -50,8 +50,7 @@ class Plan:
         # interventions: extra models on a changed mixture (same vocabulary and eval sets)
         self.mixtures: dict[str, Mixture] = {s.name: self.mixture for s in self.shapes}
         self.interventions: dict[str, dict] = {}
-        for i, iv in enumerate(config.ladder.interventions):
-            path = f"ladder.interventions[{i}]"
+        for path, iv in config.ladder.all_interventions():
             base = resolve_model(iv.model, f"{path}.model")
             name = iv.name or f"{base.name}-up" + "-".join(f"{f:g}" for f in iv.upsample.values())
             if name in self.mixtures:

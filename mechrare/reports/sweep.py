@@ -1,0 +1,62 @@
+"""The frequency sweep table: final accuracy of the swept task by model size and frequency.
+
+A run with ``[ladder.sweep]`` (or interventions that each change one task's frequency) trains
+every chosen size again at other frequencies of that task. The table reads it as "at a fixed
+frequency, do larger models learn the task?" (down a column) and "at a fixed size, from which
+frequency is it learned?" (along a row). Each cell is the mean final accuracy over training seeds
+with its 95% interval (:func:`mechrare.stats.seed_interval`: seeds and the binomial noise of the
+eval items), and ``*`` marks cells whose interval lies above the task's chance level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mechrare.stats import binomial_variance, seed_interval
+
+
+def sweep_cells(data) -> tuple[str, list[float], dict[tuple[str, float], str]] | None:
+    """(task, factors, {(ladder model, factor): model}) of the run's frequency sweep, or None: the
+    interventions that change one task's frequency, with factor 1 the ladder model itself."""
+    cells: dict[tuple[str, str, float], str] = {}
+    for m in data.interventions:
+        iv = data.intervention(m)
+        if len(iv.upsample) == 1 and iv.base in data.ladder:
+            (task, factor), = iv.upsample.items()
+            cells[(iv.base, task, float(factor))] = m
+    tasks = sorted({t for _, t, _ in cells}, key=lambda t: (t != data.rare_task, t))
+    for task in tasks:
+        factors = sorted({f for _, t, f in cells if t == task} | {1.0})
+        bases = {b for b, t, _ in cells if t == task}
+        if len(factors) >= 3 or len(bases) >= 2:  # a sweep, not the single upsampled model
+            table = {(b, 1.0): b for b in data.ladder}
+            table.update({(b, f): m for (b, t, f), m in cells.items() if t == task})
+            return task, factors, table
+    return None
+
+
+def sweep_rows(data, chance: float | None = None) -> tuple[list[str], list[list[str]]] | None:
+    """(header, rows) of the table, or None for a run without a sweep."""
+    found = sweep_cells(data)
+    if found is None or data.metrics is None:
+        return None
+    task, factors, table = found
+    n = max(data.eval_examples(task), 1)
+    share = {}
+    for (b, f), m in table.items():
+        share.setdefault(f, data.manifest.model(m).shares.get(task, np.nan))
+    header = ["model", "parameters"] + [f"{task} x{f:g} (share {share[f]:.4f})" for f in factors]
+    rows = []
+    for b in data.ladder:
+        row = [b, f"{data.n_params(b):,}"]
+        for f in factors:
+            m = table.get((b, f))
+            if m is None:
+                row.append("-")
+                continue
+            per_seed = data.final_by_seed("accuracy", m, task)
+            est = seed_interval(per_seed, binomial_variance(float(np.nanmean(per_seed)), n))
+            mark = " *" if chance is not None and est.above(chance) else ""
+            row.append(est.text(signed=False) + mark)
+        rows.append(row)
+    return header, rows
