@@ -58,13 +58,18 @@ class TaskConfig:
     placement: str = "inject"
     schedule: ScheduleConfig | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    #: a second task of the same family and complexity with its own instances: named
+    #: ``<family>:<complexity>:<variant>`` (e.g. the rare copy of a common task)
+    variant: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.family}:{self.complexity}"
+        return f"{self.family}:{self.complexity}" + (f":{self.variant}" if self.variant else "")
 
     def validate(self, path: str) -> None:
         require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
+        require(self.variant == "" or (self.variant.isascii() and self.variant.isalnum()), f"{path}.variant",
+                f"must be letters and digits only (it names the task and its tokens), got {self.variant!r}")
         require(self.frequency > 0, f"{path}.frequency", f"must be > 0, got {self.frequency}")
         require(
             self.placement in PLACEMENTS,

@@ -82,7 +82,7 @@ def load_part(path: Path) -> dict[str, np.ndarray]:
 def select_models(ctx: Context, models: list[str] | None) -> list[str]:
     have = ctx.series.models()
     if models is None:
-        return have
+        return ctx.series.analysed_models()
     unknown = [m for m in models if m not in have]
     if unknown:
         raise ConfigError(f"models: no model {unknown[0]!r} in this series; models: {', '.join(have)}")

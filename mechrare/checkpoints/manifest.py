@@ -65,6 +65,7 @@ class InterventionRecord:
 
     base: str
     upsample: dict[str, float]
+    sweep: bool = False  # a point of [ladder.sweep]: trained and evaluated; analysed only when asked for
 
 
 @dataclass

@@ -53,6 +53,11 @@ class CheckpointSeries(ABC):
     def models(self) -> list[str]:
         """Model names, in the series' order."""
 
+    def analysed_models(self) -> list[str]:
+        """The models analyses take when none are named (a run's frequency-sweep points are left out:
+        the report reads their accuracy; name them with ``--models`` to analyse them)."""
+        return self.models()
+
     def seeds(self, model: str | None = None) -> list[int]:
         """The training seeds of ``model`` (of the series when None) that have checkpoints."""
         return [0]

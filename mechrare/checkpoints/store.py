@@ -35,6 +35,9 @@ class CheckpointStore(CheckpointSeries):
     def models(self) -> list[str]:
         return list(self.manifest.models)
 
+    def analysed_models(self) -> list[str]:
+        return [m for m, r in self.manifest.models.items() if not (r.intervention and r.intervention.sweep)]
+
     def _check_model(self, model: str) -> None:
         if model not in self.manifest.models:
             raise RunFolderError(f"{self.run.path}: no model {model!r}; models: {', '.join(self.models())}")

@@ -102,7 +102,7 @@ class Mixture:
             family = TASK_FAMILIES.get(spec.family)
         except ConfigError as exc:
             raise ConfigError(f"{path}.family: {exc}") from None
-        return family(spec.complexity, spec.params, seed, words, path)
+        return family(spec.complexity, spec.params, seed, words, path, variant=spec.variant)
 
     def _setup_weights(self, path: str) -> None:
         up = self.cfg.upsample

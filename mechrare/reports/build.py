@@ -168,7 +168,7 @@ def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
     var = "retained_signal" if data.kind == "toy" else "accuracy"
     header = ["model", "parameters", "trained on"] + [f"{t} final {'s_k' if data.kind == 'toy' else 'acc.'}" for t in data.tasks]
     rows = []
-    for model in data.ladder + data.interventions:
+    for model in data.ladder + data.interventions + data.sweep_points:
         iv = data.intervention(model)
         mix = ", ".join(f"{t} x{f:g}" for t, f in iv.upsample.items()) if iv else "the run's mixture"
         accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else 3):.3f}" if data.metrics is not None else "-" for t in data.tasks]

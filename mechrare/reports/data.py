@@ -72,7 +72,13 @@ class RunData:
 
     @cached_property
     def interventions(self) -> list[str]:
-        return [m for m in self.models if self.intervention(m) is not None]
+        """Models trained on a changed mixture, frequency-sweep points left out (:attr:`sweep_points`)."""
+        return [m for m in self.models if self.intervention(m) is not None and not self.intervention(m).sweep]
+
+    @cached_property
+    def sweep_points(self) -> list[str]:
+        """The models of ``[ladder.sweep]``: a ladder size at another frequency of one task."""
+        return [m for m in self.models if self.intervention(m) is not None and self.intervention(m).sweep]
 
     @cached_property
     def models(self) -> list[str]:

@@ -20,7 +20,7 @@ def draw_accuracy(data: RunData):
     ds, styles = data.metrics, model_styles(data)
     fig, axes = grid(len(data.tasks))
     for ax, task in zip(axes, data.tasks):
-        for m in data.models:
+        for m in data.ladder + data.interventions:  # sweep points: the report's frequency-sweep table
             acc = ds.accuracy.sel(model=m, task=task)
             seed_band(ax, ds.tokens.values, acc, ds.tokens.values > 0, label=model_label(data, m), **styles[m])
         ax.set_xscale("log")
@@ -175,10 +175,12 @@ def draw_timeline(data: RunData):
 def draw_intervention(data: RunData):
     ds, styles = data.metrics, model_styles(data)
     rare = data.rare_task
-    if not data.interventions:
+    shown = data.interventions or [m for m in data.sweep_points if data.intervention(m).upsample.get(rare, 1) > 1
+                                    and data.ladder and data.intervention(m).base == data.ladder[0]]
+    if not shown:
         raise Skip("this run has no intervention model; add [[ladder.interventions]] (the quickstart has one)")
     fig, axes = grid(2, ncols=2, sharex=False)
-    for m in data.models:
+    for m in data.ladder + shown:
         seed_band(axes[0], ds.tokens.values, ds.accuracy.sel(model=m, task=rare), ds.tokens.values > 0,
                   label=model_label(data, m), **styles[m])
     axes[0].set_xscale("log")
@@ -187,7 +189,7 @@ def draw_intervention(data: RunData):
     axes[0].set_title(f"rare task {rare} over training", fontsize=10)
     axes[0].legend(fontsize=7)
     axes[0].grid(alpha=0.3)
-    order = data.ladder + data.interventions
+    order = data.ladder + shown
     finals = [data.final("accuracy", m, rare) for m in order]
     bars = axes[1].bar(range(len(order)), finals, color=[styles[m]["color"] for m in order])
     for i, m in enumerate(order):  # each seed's final accuracy

@@ -372,7 +372,8 @@ def interference_lower_when_larger(data: RunData) -> Finding:
 
 # -- (e) ----------------------------------------------------------------------------------
 E_RULE = (
-    "closed = final rare accuracy of the upsampled model minus half the sum of its base model's and the largest "
+    "the upsampled model = the smallest ladder model's intervention (else frequency-sweep point) with the largest "
+    "factor on the rare task; closed = final rare accuracy of the upsampled model minus half the sum of its base model's and the largest "
     "ladder model's (> 0: more than half the gap closed), paired by seed; holds if its 95% interval lies above 0, "
     "does not hold if it lies below 0, else inconclusive. The rescue up - base is shown with its interval"
 )
@@ -405,7 +406,10 @@ def _equal_exposure(data: RunData, base: str, up: str, task: str, n: int) -> str
 def upsampling_closes_the_gap(data: RunData) -> Finding:
     claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
     rare = data.rare_task
-    chosen = [m for m in data.interventions if data.intervention(m).upsample.get(rare, 1) > 1]
+    # the smallest ladder model's intervention that shows the rare task most often (explicit ones, then sweep points)
+    candidates = [m for m in data.interventions + data.sweep_points if data.intervention(m).upsample.get(rare, 1) > 1]
+    small = [m for m in candidates if data.ladder and data.intervention(m).base == data.ladder[0]]
+    chosen = sorted(small or candidates, key=lambda m: -data.intervention(m).upsample[rare])
     if data.metrics is None or not chosen or len(data.ladder) < 2:
         how = "add `[[ladder.interventions]]` with the rare task upsampled (the quickstart has one)"
         return Finding("e", claim, MISSING, f"needs a model trained with {rare} upsampled: {how}", E_RULE)

@@ -47,7 +47,7 @@ def model_styles(data) -> dict[str, dict]:
     cmap, others = colormap("viridis"), colormap("tab10")
     ladder = data.ladder
     styles = {m: {"color": cmap(0.1 + 0.75 * i / max(len(ladder) - 1, 1)), "linestyle": "-"} for i, m in enumerate(ladder)}
-    for j, m in enumerate(data.interventions):
+    for j, m in enumerate(data.interventions + data.sweep_points):
         base = data.intervention(m).base
         color = styles[base]["color"] if base in styles else others(j)
         styles[m] = {"color": color, "linestyle": "--"}

@@ -19,7 +19,7 @@ def sweep_cells(data) -> tuple[str, list[float], dict[tuple[str, float], str]] |
     """(task, factors, {(ladder model, factor): model}) of the run's frequency sweep, or None: the
     interventions that change one task's frequency, with factor 1 the ladder model itself."""
     cells: dict[tuple[str, str, float], str] = {}
-    for m in data.interventions:
+    for m in data.interventions + data.sweep_points:
         iv = data.intervention(m)
         if len(iv.upsample) == 1 and iv.base in data.ladder:
             (task, factor), = iv.upsample.items()

@@ -59,7 +59,7 @@ class Plan:
             self.shapes.append(dataclasses.replace(base, name=name))
             self.mixtures[name] = self.mixture.with_upsample(iv.upsample, f"{path}.upsample")
             self.mixtures[name].check_batch_size(config.train.batch_size, f"{path}.upsample")
-            self.interventions[name] = {"base": base.name, "upsample": dict(iv.upsample)}
+            self.interventions[name] = {"base": base.name, "upsample": dict(iv.upsample), "sweep": path == "ladder.sweep"}
         ck = config.checkpoints
         bursts = [b for m in self.mixtures.values() for b in m.burst_schedule(config.train.batch_size).values()]
         # a bursty task's learn-then-forget cycles need the weights just before and after each burst

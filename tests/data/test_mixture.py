@@ -144,3 +144,22 @@ def test_burst_schedule_names_each_bursts_steps():
     counts = [(mixture.batch(s, 16).task == 1).sum() for s in range(5, 5 + n + 1)]
     assert all(c > 0 for c in counts[:n]) and counts[n] == 0  # the burst fills exactly n batches
     assert Mixture(from_dict(MixtureConfig, small_mixture(), "mixture"), 0).burst_schedule(16) == {}
+
+
+def test_a_variant_is_the_same_task_on_its_own_instances():
+    data = small_mixture()
+    data["tasks"] = [{"family": "facts", "complexity": 16, "frequency": 0.3, "params": {"key_length": 2}},
+                     {"family": "facts", "complexity": 16, "frequency": 0.03, "params": {"key_length": 2}, "variant": "rare"}]
+    m = Mixture(from_dict(MixtureConfig, data, "mixture"), 0)
+    assert m.task_names == ["facts:16", "facts:16:rare"]
+    common, rare = m.tasks
+    assert set(common.tokens()) & set(rare.tokens()) == {f"fval{i}" for i in range(16)}  # the answers only
+    assert common.marker != rare.marker and common.targets() == rare.targets()
+    assert len(m.eval_sets[0]) == len(m.eval_sets[1]) == 16
+    assert not np.array_equal(common.mapping, rare.mapping)
+    data["tasks"][1]["variant"] = ""
+    with pytest.raises(ConfigError, match="facts:16"):  # two tasks of one name
+        Mixture(from_dict(MixtureConfig, data, "mixture"), 0)
+    data["tasks"][1]["variant"] = "a b"
+    with pytest.raises(ConfigError, match=r"mixture.tasks\[1\].variant: must be letters and digits only"):
+        from_dict(MixtureConfig, data, "mixture")

@@ -72,3 +72,17 @@ def test_equal_exposure_in_finding_e(sweep_run):
     at = [np.interp(target, acc.step.values, acc.sel(seed=s).values) for s in acc.seed.values]
     assert f"at step {target:.0f} of 40" in e.evidence
     assert f"up {np.mean(at):.3f} - base = {np.mean(at) - _final(metrics, 'd8-l1').mean():+.3f}" in e.evidence
+
+
+@pytest.mark.slow
+def test_sweep_points_are_recorded_and_left_out_of_analyses_by_default(sweep_run):
+    from mechrare.analyses.driver import select_models
+    from mechrare.runs import open_run
+
+    path, report = sweep_run
+    run = open_run(path)
+    assert run.manifest.model("d16-l2-up4").intervention.sweep
+    ctx = run.context()
+    assert select_models(ctx, None) == ["d8-l1", "d16-l2"]
+    assert select_models(ctx, ["d16-l2-up4"]) == ["d16-l2-up4"]  # named: analysed
+    assert "d16-l2-up4" in report.summary.read_text()  # in the models table

@@ -56,7 +56,7 @@ def test_intervention_names_must_be_unique():
 def test_a_frequency_sweep_is_one_intervention_per_model_and_factor():
     plan = Plan(config(sweep={"task": "compare:4", "factors": [0.5, 1, 4]}))
     assert [s.name for s in plan.shapes] == ["d8-l1", "d16-l2", "d8-l1-up0.5", "d8-l1-up4", "d16-l2-up0.5", "d16-l2-up4"]
-    assert plan.interventions["d16-l2-up0.5"] == {"base": "d16-l2", "upsample": {"compare:4": 0.5}}
+    assert plan.interventions["d16-l2-up0.5"] == {"base": "d16-l2", "upsample": {"compare:4": 0.5}, "sweep": True}
     w = np.array([0.3, 0.03 * 4, 1.0])
     assert np.allclose(plan.mixtures["d8-l1-up4"].shares, w / w.sum())
     only = Plan(config(sweep={"task": "compare:4", "factors": [2], "models": ["d16-l2"]},

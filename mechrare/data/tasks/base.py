@@ -47,12 +47,13 @@ class Task(ABC):
     #: and held-out test; "all": eval on the training instances (memorisation).
     split: ClassVar[str] = "halves"
 
-    def __init__(self, complexity: int, params: dict[str, Any], seed: int, words: list[str], path: str = "task"):
+    def __init__(self, complexity: int, params: dict[str, Any], seed: int, words: list[str], path: str = "task", variant: str = ""):
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             valid = ", ".join(sorted(self.defaults)) or "none"
             raise ConfigError(f"{path}.params.{unknown[0]}: unknown parameter of {self.family}; valid: {valid}")
         self.complexity = complexity
+        self.variant = variant
         self.params = {**self.defaults, **params}
         self.path = path
         self.words = words
@@ -62,7 +63,9 @@ class Task(ABC):
     # -- identity -------------------------------------------------------------
     @property
     def name(self) -> str:
-        return f"{self.family}:{self.complexity}"
+        """``<family>:<complexity>``, or ``<family>:<complexity>:<variant>`` for a variant (its own
+        instances: the rng is seeded by the name)."""
+        return f"{self.family}:{self.complexity}" + (f":{self.variant}" if self.variant else "")
 
     @property
     def marker(self) -> str:

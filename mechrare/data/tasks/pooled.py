@@ -139,7 +139,8 @@ class Facts(PooledTask):
     are distinct tuples over a shared alphabet (``facts{n}_k{i}``) of the
     smallest size that holds n keys, so recall must be stored in the MLPs,
     whose capacity grows with width. Values (``fval{j}``) are shared by all
-    facts tasks. The evaluation set is the facts themselves (recall, not
+    facts tasks. A ``variant`` (``facts:64:rare``) has its own keys
+    (``facts64rare_k{i}``) and its own mapping: the same task on another fact set. The evaluation set is the facts themselves (recall, not
     generalisation)."""
 
     family = "facts"
@@ -162,7 +163,12 @@ class Facts(PooledTask):
         self.mapping = self.rng.integers(self.n_values, size=n)
 
     def tokens(self) -> list[str]:
-        return symbols(f"facts{self.complexity}_k", self.alphabet) + symbols("fval", self.n_values)
+        return symbols(self.key_prefix, self.alphabet) + symbols("fval", self.n_values)
+
+    @property
+    def key_prefix(self) -> str:
+        """Key tokens: ``facts{n}_k{i}``, and ``facts{n}{variant}_k{i}`` for a variant (disjoint keys)."""
+        return f"facts{self.complexity}{self.variant}_k"
 
     def targets(self) -> dict[str, int]:
         return {"answer": self.n_values, "key": self.complexity}
@@ -172,7 +178,7 @@ class Facts(PooledTask):
         return self.key_length + 2
 
     def build_pool(self) -> list[Example]:
-        prefix = f"facts{self.complexity}_k"
+        prefix = self.key_prefix
         return [
             Example(
                 (self.marker, *(f"{prefix}{x}" for x in key), f"fval{v}"),
