@@ -16,15 +16,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from mechrare._version import __version__
 from mechrare.checkpoints.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports.data import RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable
-from mechrare.reports.sweep import sweep_cells, sweep_rows
+from mechrare.reports.sweep import chance_of, sweep_cells, sweep_rows
 
 NEEDS_COMMAND = {
     "metrics": "mechrare train",
@@ -157,11 +155,7 @@ SWEEP_CAPTION = ("Final accuracy of the swept task (mean of the last 3 checkpoin
 def _chance(data: RunData) -> float | None:
     """The swept task's chance level, from retention.nc where present."""
     found = sweep_cells(data)
-    ds = data.get("retention")
-    if found is None or ds is None or "chance" not in ds.coords:
-        return None
-    value = float(ds.chance.sel(task=found[0])) if found[0] in ds.task.values else np.nan
-    return value if np.isfinite(value) else None
+    return None if found is None else chance_of(data, found[0])
 
 
 def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from mechrare.reports.data import RunData, retention_events
 from mechrare.reports.registry import FAILS, FINDINGS, HOLDS, INCONCLUSIVE, MISSING, Finding, FindingSpec, applicable
+from mechrare.reports.sweep import chance_of, sweep_evidence
 from mechrare.stats import MIN_SEEDS, Estimate, binomial_tail, clopper_pearson, contrast, slope_weights
 
 __all__ = ["FAILS", "FINDINGS", "HOLDS", "INCONCLUSIVE", "MISSING", "Finding", "finding", "measure_findings"]
@@ -108,7 +109,8 @@ def rare_accuracy_rises_with_size(data: RunData) -> Finding:
     means = np.nanmean(table, axis=0)
     evidence = (f"{rare} final accuracy ({n} eval items, {slope.n_seeds} seed{'s' if slope.n_seeds != 1 else ''}): "
                 + ", ".join(f"{m} {v:.3f}" for m, v in zip(data.ladder, means))
-                + f"; slope per decade of params {slope.text()}; steps up: " + ", ".join(e.text() for e in steps))
+                + f"; slope per decade of params {slope.text()}; steps up: " + ", ".join(e.text() for e in steps)
+                + sweep_evidence(data, rare, chance_of(data, rare)))
     f = Finding("a", claim, INCONCLUSIVE, evidence, A_RULE)
     if slope.n_seeds < MIN_SEEDS:
         f.evidence += "; " + _few_seeds(slope.n_seeds)

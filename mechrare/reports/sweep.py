@@ -35,6 +35,21 @@ def sweep_cells(data) -> tuple[str, list[float], dict[tuple[str, float], str]] |
     return None
 
 
+def chance_of(data, task: str) -> float | None:
+    """The task's chance level from retention.nc (None where it is not there)."""
+    ds = data.get("retention")
+    if ds is None or "chance" not in ds.coords or task not in ds.task.values:
+        return None
+    value = float(ds.chance.sel(task=task))
+    return value if np.isfinite(value) else None
+
+
+def final_interval(data, model: str, task: str, n: int):
+    """Mean final accuracy over seeds with its 95% interval (seeds and the binomial noise of n items)."""
+    per_seed = data.final_by_seed("accuracy", model, task)
+    return seed_interval(per_seed, binomial_variance(float(np.nanmean(per_seed)), n))
+
+
 def sweep_rows(data, chance: float | None = None) -> tuple[list[str], list[list[str]]] | None:
     """(header, rows) of the table, or None for a run without a sweep."""
     found = sweep_cells(data)
@@ -54,9 +69,38 @@ def sweep_rows(data, chance: float | None = None) -> tuple[list[str], list[list[
             if m is None:
                 row.append("-")
                 continue
-            per_seed = data.final_by_seed("accuracy", m, task)
-            est = seed_interval(per_seed, binomial_variance(float(np.nanmean(per_seed)), n))
+            est = final_interval(data, m, task, n)
             mark = " *" if chance is not None and est.above(chance) else ""
             row.append(est.text(signed=False) + mark)
         rows.append(row)
     return header, rows
+
+
+def sweep_evidence(data, task: str, chance: float | None) -> str:
+    """For finding (a): the slope on log10(n_params) at each swept frequency of ``task`` (seeds and eval items),
+    and per size the smallest swept share whose interval lies above chance. Shown, not deciding."""
+    from mechrare.stats import contrast, slope_weights
+
+    found = sweep_cells(data)
+    if found is None or found[0] != task or data.metrics is None:
+        return ""
+    _, factors, table = found
+    n = max(data.eval_examples(task), 1)
+    x = np.log10([data.n_params(m) for m in data.ladder])
+    parts = []
+    for f in factors:
+        models = [table.get((b, f)) for b in data.ladder]
+        if None in models or len(models) < 2:
+            continue
+        acc = np.stack([data.final_by_seed("accuracy", m, task) for m in models], axis=1)
+        share = data.manifest.model(models[0]).shares.get(task, np.nan)
+        parts.append(f"x{f:g} (share {share:.4f}) {contrast(acc, slope_weights(x), n).text()}")
+    text = "; across the frequency sweep (shown, not deciding): slope per decade at " + ", ".join(parts) if parts else ""
+    if chance is not None:
+        lowest = []
+        for b in data.ladder:
+            learned = [f for f in factors if (b, f) in table and final_interval(data, table[(b, f)], task, n).above(chance)]
+            share = data.manifest.model(table[(b, min(learned))]).shares.get(task, np.nan) if learned else None
+            lowest.append(f"{b} {share:.4f}" if share is not None else f"{b} none")
+        text += f"; lowest swept share learned above chance ({chance:.3g}): " + ", ".join(lowest)
+    return text

@@ -86,3 +86,19 @@ def test_sweep_points_are_recorded_and_left_out_of_analyses_by_default(sweep_run
     assert select_models(ctx, None) == ["d8-l1", "d16-l2"]
     assert select_models(ctx, ["d16-l2-up4"]) == ["d16-l2-up4"]  # named: analysed
     assert "d16-l2-up4" in report.summary.read_text()  # in the models table
+
+
+@pytest.mark.slow
+def test_finding_a_shows_the_slope_at_every_swept_frequency(sweep_run):
+    path, report = sweep_run
+    a = next(f for f in report.findings if f.key == "a")
+    assert "across the frequency sweep (shown, not deciding)" in a.evidence
+    metrics = open_dataset(path / "metrics.nc")
+    from mechrare.runs import open_run
+
+    n_params = [open_run(path).manifest.model(m).n_params for m in ("d8-l1", "d16-l2")]
+    for f, suffix in ((0.25, "-up0.25"), (1, ""), (4, "-up4")):
+        means = [_final(metrics, m + suffix).mean() for m in ("d8-l1", "d16-l2")]
+        slope = np.polyfit(np.log10(n_params), means, 1)[0]
+        assert f"x{f:g} (share " in a.evidence and f"{slope:+.3f} [" in a.evidence.split(f"x{f:g} (share ")[1][:40]
+    assert "lowest swept share" not in a.evidence  # no retention.nc: no chance level to compare with
