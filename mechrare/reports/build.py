@@ -147,7 +147,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
 
 
 SWEEP_CAPTION = ("Final accuracy of the swept task (mean of the last 3 checkpoints, mean over seeds [95% interval: seeds and "
-                 "eval items]) by model (rows) and the task's share of training sequences (columns); * : the interval lies "
+                 "eval items, clipped to [0, 1]]) by model (rows) and the task's share of training sequences (columns); * : the interval lies "
                  "above chance. Down a column: at a fixed frequency, do larger models learn it? Along a row: from which "
                  "frequency does a size learn it?")
 

@@ -50,6 +50,13 @@ def final_interval(data, model: str, task: str, n: int):
     return seed_interval(per_seed, binomial_variance(float(np.nanmean(per_seed)), n))
 
 
+def accuracy_text(est) -> str:
+    """An accuracy's estimate and interval, the interval clipped to [0, 1] (where accuracies live)."""
+    if not est.measured:
+        return est.text(signed=False)
+    return f"{est.value:.3f} [{max(est.low, 0.0):.3f}, {min(est.high, 1.0):.3f}]"
+
+
 def sweep_rows(data, chance: float | None = None) -> tuple[list[str], list[list[str]]] | None:
     """(header, rows) of the table, or None for a run without a sweep."""
     found = sweep_cells(data)
@@ -71,7 +78,7 @@ def sweep_rows(data, chance: float | None = None) -> tuple[list[str], list[list[
                 continue
             est = final_interval(data, m, task, n)
             mark = " *" if chance is not None and est.above(chance) else ""
-            row.append(est.text(signed=False) + mark)
+            row.append(accuracy_text(est) + mark)
         rows.append(row)
     return header, rows
 

@@ -54,7 +54,7 @@ def test_sweep_table_cells(sweep_run):
             p = x.mean()
             p_c = min(max(p, 0.5 / n), 1 - 0.5 / n)
             half = student_t.ppf(0.975, 1) * np.sqrt(x.var(ddof=1) / 2 + p_c * (1 - p_c) / n)
-            assert col.split(" *")[0] == f"{p:.3f} [{p - half:.3f}, {p + half:.3f}]", (model, col)
+            assert col.split(" *")[0] == f"{p:.3f} [{max(p - half, 0):.3f}, {min(p + half, 1):.3f}]", (model, col)
 
 
 @pytest.mark.slow
