@@ -73,7 +73,7 @@ def _compute_part(job) -> None:
 
 def load_part(path: Path) -> dict[str, np.ndarray]:
     try:
-        with np.load(path) as data:
+        with np.load(path, allow_pickle=False) as data:  # arrays only: a pickled object array is refused, never run
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise RunFolderError(f"{path}: damaged analysis part ({exc}); delete it and rerun to recompute it") from None
