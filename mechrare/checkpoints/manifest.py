@@ -20,6 +20,8 @@ from typing import Any
 from mechrare._version import __version__
 from mechrare.config import drop_none, from_dict, require
 from mechrare.errors import RunFolderError
+from mechrare.names import RULE as NAME_RULE
+from mechrare.names import is_safe_name
 
 SCHEMA_VERSION = 1
 KINDS = ("ladder", "toy")
@@ -121,7 +123,7 @@ class Manifest:
         names = [t.name for t in self.tasks]
         require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
         for model, record in self.models.items():
-            require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name (no '/', '\\', '..' or leading '.')")
+            require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name: names must be " + NAME_RULE)
             unknown = sorted(set(record.shares) - set(names))
             require(not unknown, f"{path}models.{model}.shares", f"unknown task {unknown[0] if unknown else ''!r}")
 
@@ -162,7 +164,7 @@ class Manifest:
 
 
 def _safe_name(name: str) -> bool:
-    return bool(name) and not name.startswith(".") and "/" not in name and "\\" not in name and name not in (".", "..")
+    return is_safe_name(name)
 
 
 def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> Manifest:

@@ -71,9 +71,11 @@ def ladder_names() -> list[str]:
 
 
 def check_model_name(name: str, path: str) -> None:
-    """A model's name becomes a folder name: no whitespace, no slashes."""
-    if any(c.isspace() or c in "/\\" for c in name):
-        raise ConfigError(f"{path}: {name!r} must not contain spaces or slashes (it names a folder)")
+    """A model's name becomes a folder name: :func:`mechrare.names.is_safe_name`."""
+    from mechrare.names import RULE, is_safe_name
+
+    if not is_safe_name(name):
+        raise ConfigError(f"{path}: {name!r} must be {RULE}")
 
 
 def resolve_model(entry: str | CustomModelConfig, path: str = "ladder.models[0]") -> ModelShape:
