@@ -246,7 +246,7 @@ class TrainConfig:
     def validate(self, path: str) -> None:
         require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
         require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
-        require(self.lr > 0, f"{path}.lr", f"must be > 0, got {self.lr}")
+        require(math.isfinite(self.lr) and self.lr > 0, f"{path}.lr", f"must be finite and > 0, got {self.lr}")
         dev = self.device.split(":")[0]
         require(dev in DEVICES, f"{path}.device", f"must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         require(

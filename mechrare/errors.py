@@ -13,5 +13,9 @@ class RunFolderError(MechrareError):
     """A run folder is missing, damaged, or holds a run with another config."""
 
 
+class TrainingDiverged(MechrareError):
+    """The loss or the weights became non-finite: training stops before anything non-finite is written."""
+
+
 class ChecksumError(RunFolderError):
     """A checkpoint's weights do not match the sha256 recorded when it was written."""

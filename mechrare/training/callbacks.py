@@ -70,6 +70,7 @@ class ResumeCallback(Callback):
         if trainer.step % self.every == 0 or trainer.step == trainer.cfg.steps:
             import torch
 
+            trainer.check_finite()  # a diverged run keeps its last good state
             with atomic_file(self.path) as tmp:
                 torch.save(trainer.state_dict(), tmp)
 

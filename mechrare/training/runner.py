@@ -22,7 +22,7 @@ from mechrare.checkpoints.schedule import burst_checkpoints, checkpoint_steps
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
 from mechrare.devices import autocast_dtype, resolve_device, torch_threads
-from mechrare.errors import ConfigError, RunFolderError
+from mechrare.errors import ConfigError, RunFolderError, TrainingDiverged
 from mechrare.models.ladder import ModelShape, build_model, check_model_name, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
 from mechrare.training.callbacks import (
     RESUME_FILE,
@@ -188,7 +188,10 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     if state_path.is_file():
         trainer.load_state_dict(load_resume_state(state_path, device))
         log.info("%s: resuming at step %d", desc, trainer.step)
-    trainer.fit()
+    try:
+        trainer.fit()
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"{desc}: {exc}") from None
     return trainer.step
 
 

@@ -96,7 +96,25 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_train_end(self)
 
+    def check_finite(self) -> None:
+        """Raise :class:`~mechrare.errors.TrainingDiverged` when a training loss since the last check or a
+        weight is not finite; called before every checkpoint and resume-state write, so none holds NaN or inf."""
+        import torch
+
+        from mechrare.errors import TrainingDiverged
+
+        loss_ok = self._loss_sum is None or bool(torch.isfinite(self._loss_sum))
+        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if loss_ok and not bad:
+            return
+        parts = (["the training loss"] if not loss_ok else []) + ([f"{len(bad)} weight tensor(s) (first: {bad[0]})"] if bad else [])
+        what = " and ".join(parts)
+        lr = float(self.scheduler.get_last_lr()[0])
+        raise TrainingDiverged(f"training diverged by step {self.step}: {what}: not finite; nothing was written for this step; "
+                               f"lower train.lr (the schedule is at {lr:g} now, train.lr = {self.cfg.lr:g})")
+
     def _checkpoint(self) -> None:
+        self.check_finite()
         train_loss = None
         if self._loss_count:
             train_loss = float(self._loss_sum.item()) / self._loss_count

@@ -72,3 +72,26 @@ def test_a_pickled_object_array_in_an_analysis_part_is_refused(tmp_path):
     with pytest.raises(RunFolderError, match="damaged analysis part"):
         load_part(path)
     assert not marker.exists()
+
+
+def test_divergence_stops_training_before_a_non_finite_checkpoint(tmp_path, capsys):
+    """A learning rate that blows the weights up: one line naming the model and step, exit 2, and no
+    checkpoint or resume state with NaN or inf on disk."""
+    import torch
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(out), *ARGS, "--set", "train.lr=1e9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "d8-l1: training diverged by step" in err and "lower train.lr" in err
+    run = RunFolder(out)
+    for step in run.complete_steps("d8-l1"):
+        weights = load_file(str(run.seed_dir("d8-l1", 0) / f"step_{step}" / "model.safetensors"))
+        assert all(bool(torch.isfinite(w).all()) for w in weights.values()), step
+    state = run.resume_dir("d8-l1", 0) / RESUME_FILE
+    if state.is_file():
+        saved = torch.load(state, weights_only=True)["model"]
+        assert all(bool(torch.isfinite(w).all()) for w in saved.values())
+    assert main(["train", "tiny", "--out", str(tmp_path / "r2"), *ARGS, "--set", "train.lr=inf"]) == 2
+    assert "train.lr: must be finite and > 0, got inf" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
