@@ -110,10 +110,13 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, j
         absent = [s for s in steps if s not in have]
         if absent:
             raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
+    from mechrare.checkpoints.lock import run_lock
+
     out = {}
-    for name in names:
-        out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
-        echo(f"{name}: wrote {ctx.analysis_path(name)}")
+    with run_lock(ctx.folder, "mechrare analyze"):
+        for name in names:
+            out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
+            echo(f"{name}: wrote {ctx.analysis_path(name)}")
     return out
 
 

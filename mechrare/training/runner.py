@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from mechrare.checkpoints.atomic import remove_stale_temps
+from mechrare.checkpoints.lock import LOCK_FILE, run_lock
 from mechrare.checkpoints.manifest import InterventionRecord, Manifest, ModelRecord, ShapeRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.metrics import write_metrics
 from mechrare.checkpoints.run import RunFolder, first_difference
@@ -121,6 +122,12 @@ def init_seed(run_seed: int, seed: int) -> int:
     return int(np.random.SeedSequence([run_seed, seed, 0x1417]).generate_state(1)[0])
 
 
+def refuse_foreign_folder(run: RunFolder) -> None:
+    """Refuse, before anything is written, a folder that holds something other than a mechrare run."""
+    if not run.exists() and run.path.exists() and (not run.path.is_dir() or any(p.name != LOCK_FILE for p in run.path.iterdir())):
+        raise RunFolderError(f"{run.path}: exists, is not empty and is not a mechrare run; choose another --out")
+
+
 def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     """Create the run folder, or check that an existing one holds this same config."""
     run = RunFolder(out)
@@ -145,8 +152,7 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
                 manifest.models[name] = dataclasses.replace(record, status="pending" if record.status == "done" else record.status)
             run.write_manifest(manifest)
         return run
-    if run.path.exists() and any(run.path.iterdir()):
-        raise RunFolderError(f"{run.path}: exists, is not empty and is not a mechrare run; choose another --out")
+    refuse_foreign_folder(run)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_manifest(plan.manifest(name))
     return run
@@ -244,10 +250,16 @@ def train_run(
 
     On CPU, ``train.jobs`` worker processes train (model, seed) pairs side by side, each with
     ``train.threads`` threads; every pair is trained exactly as it would be alone."""
-    from mechrare.checkpoints.series import quiet_transformers
-
     plan = Plan(config)
     device = resolve_device(config.train.device, "train.device")
+    refuse_foreign_folder(RunFolder(out))
+    with run_lock(out, "mechrare train"):
+        return _train_locked(config, out, name, plan, device, progress, echo)
+
+
+def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progress: bool, echo) -> RunFolder:
+    from mechrare.checkpoints.series import quiet_transformers
+
     run = open_or_create(out, plan, name)
     todo = []
     for shape in plan.shapes:
