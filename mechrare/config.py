@@ -70,7 +70,7 @@ class TaskConfig:
         require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
         require(self.variant == "" or (self.variant.isascii() and self.variant.isalnum()), f"{path}.variant",
                 f"must be letters and digits only (it names the task and its tokens), got {self.variant!r}")
-        require(self.frequency > 0, f"{path}.frequency", f"must be > 0, got {self.frequency}")
+        require(math.isfinite(self.frequency) and self.frequency > 0, f"{path}.frequency", f"must be finite and > 0, got {self.frequency}")
         require(
             self.placement in PLACEMENTS,
             f"{path}.placement",
@@ -96,7 +96,7 @@ class BackgroundConfig:
             f"must be in [1, vocab_size], got {self.branching}",
         )
         require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
-        require(self.frequency >= 0, f"{path}.frequency", f"must be >= 0, got {self.frequency}")
+        require(math.isfinite(self.frequency) and self.frequency >= 0, f"{path}.frequency", f"must be finite and >= 0, got {self.frequency}")
 
 
 @dataclass
@@ -297,7 +297,9 @@ class RunConfig:
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        require(self.seed >= 0, f"{path}seed", f"must be >= 0, got {self.seed}")
+        require(0 <= self.seed < 2**63, f"{path}seed", f"must be in [0, 2**63), got {self.seed}")
+        require(len(self.mixture.tasks) >= 1, f"{path}mixture.tasks", "needs at least one task, e.g. tasks = [{ family = \"facts\", complexity = 64, frequency = 0.3 }]")
+        require(len(self.ladder.models) >= 1, f"{path}ladder.models", "needs at least one model, e.g. [ladder] models = [\"d16-l2\"]")
         names = [t.name for t in self.mixture.tasks]
         for where, iv in self.ladder.all_interventions():
             check_upsample(iv.upsample, names, f"{path}{where}" + (".task" if where == "ladder.sweep" else ".upsample"))
@@ -430,7 +432,12 @@ def read_source(source: str) -> tuple[str, dict[str, Any]]:
     if source.endswith(".toml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"{source}: no such config file; give a TOML path or a preset ({', '.join(preset_names())})")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{source}: not a UTF-8 text file; a config is TOML text") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config ({exc.strerror or exc})") from None
         name = path.stem
     else:
         if source not in preset_names():
@@ -466,6 +473,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for i, part in enumerate(parts[:-1]):
             node = _step_into(node, part, ".".join(parts[: i + 1]))
         last = parts[-1]
+        if not isinstance(node, (dict, list)):
+            raise ConfigError(f"--set {item}: {'.'.join(parts[:-1])} is a value, not a table")
         if isinstance(node, list):
             node[_index(node, last, key)] = parse_value(raw.strip())
         else:

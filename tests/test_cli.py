@@ -16,7 +16,7 @@ def run_cli(*args):
     "override, key",
     [
         ("train.stepz=5", "train.stepz: unknown key"),
-        ("mixture.tasks.0.frequency=-1", "mixture.tasks[0].frequency: must be > 0"),
+        ("mixture.tasks.0.frequency=-1", "mixture.tasks[0].frequency: must be finite and > 0"),
         ("train.steps=0", "train.steps: must be >= 1"),
         ("mixture.tasks.0.family=nope", "mixture.tasks[0].family: unknown task family 'nope'"),
         ("ladder.models=[\"d8-l1\", \"enormous\"]", "ladder.models[1]: unknown model size 'enormous'"),

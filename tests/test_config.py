@@ -44,7 +44,7 @@ def test_custom_model_entry_and_schedule():
         (lambda d: d.update(bogus=1), "bogus: unknown key"),
         (lambda d: d["train"].update(stepz=3), "train.stepz: unknown key"),
         (lambda d: d["train"].update(steps=0), "train.steps: must be >= 1"),
-        (lambda d: d["mixture"]["tasks"][0].update(frequency=-0.1), "mixture.tasks[0].frequency: must be > 0"),
+        (lambda d: d["mixture"]["tasks"][0].update(frequency=-0.1), "mixture.tasks[0].frequency: must be finite and > 0"),
         (lambda d: d["mixture"]["tasks"][0].update(extra=1), "mixture.tasks[0].extra: unknown key"),
         (lambda d: d["mixture"]["tasks"][0].pop("family"), "mixture.tasks[0].family: required key is missing"),
         (lambda d: d["mixture"]["tasks"][0].update(placement="middle"), "mixture.tasks[0].placement"),
@@ -114,3 +114,27 @@ def test_upsample_override_and_interventions():
     data["ladder"]["interventions"] = [{"model": "d8-l1", "upsample": {"facts:4": 3}, "colour": 1}]
     with pytest.raises(ConfigError, match=r"ladder.interventions\[0\].colour: unknown key"):
         RunConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "mixture.tasks: needs at least one task"),
+    ('[mixture]\ntasks = [{ family = "facts", complexity = 8, frequency = 0.3 }]\n', "ladder.models: needs at least one model"),
+    ('seed = 99999999999999999999\n[mixture]\ntasks = [{ family = "facts", complexity = 8, frequency = 0.3 }]\n[ladder]\nmodels = ["d8-l1"]\n',
+     r"seed: must be in \[0, 2\*\*63\)"),
+    ('[mixture]\ntasks = [{ family = "facts", complexity = 8, frequency = inf }]\n[ladder]\nmodels = ["d8-l1"]\n',
+     r"mixture.tasks\[0\].frequency: must be finite and > 0, got inf"),
+])
+def test_configs_that_would_train_nothing_or_overflow_are_refused(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(str(path))
+
+
+def test_non_utf8_config_and_setting_under_a_value_are_one_line(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        load_config(str(path))
+    with pytest.raises(ConfigError, match=r"--set train.steps.x=5: train.steps is a value, not a table"):
+        load_config("tiny", ["train.steps.x=5"])
