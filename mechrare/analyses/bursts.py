@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mechrare.checkpoints.datasets import describe
+
 
 def burst_cycles(steps, loss, every: int, offset: int, n_steps: int) -> dict[str, np.ndarray]:
     """Per cycle k (a burst with a checkpoint before it, after it, and before the next burst):
@@ -113,6 +115,4 @@ def cycles_dataset(metrics, bursts: dict[str, dict[str, tuple[int, int, int]]], 
          "burst_every": (("model", "task"), every), "burst_length": (("model", "task"), length)},
         coords={"model": models, "seed": seeds, "task": tasks, "cycle": np.arange(C)},
     )
-    for name, (long_name, units) in VARIABLES.items():
-        ds[name].attrs.update(long_name=long_name, units=units)
-    return ds
+    return describe(ds, VARIABLES)

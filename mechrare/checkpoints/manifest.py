@@ -123,7 +123,7 @@ class Manifest:
         names = [t.name for t in self.tasks]
         require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
         for model, record in self.models.items():
-            require(_safe_name(model), f"{path}models.{model}", "is not a plain folder name: names must be " + NAME_RULE)
+            require(is_safe_name(model), f"{path}models.{model}", "is not a plain folder name: names must be " + NAME_RULE)
             unknown = sorted(set(record.shares) - set(names))
             require(not unknown, f"{path}models.{model}.shares", f"unknown task {unknown[0] if unknown else ''!r}")
 
@@ -161,10 +161,6 @@ class Manifest:
         if model is None:
             return run
         return {**run, **self.model(model).shares}
-
-
-def _safe_name(name: str) -> bool:
-    return is_safe_name(name)
 
 
 def new_manifest(name: str, config: dict[str, Any], **fields: Any) -> Manifest:

@@ -129,7 +129,8 @@ def refuse_foreign_folder(run: RunFolder) -> None:
 
 
 def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
-    """Create the run folder, or check that an existing one holds this same config."""
+    """Create the run folder, or check that an existing one holds this same config (a foreign folder
+    was refused by :func:`refuse_foreign_folder` before the lock was taken)."""
     run = RunFolder(out)
     if run.exists():
         manifest = run.read_manifest()
@@ -152,7 +153,6 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
                 manifest.models[name] = dataclasses.replace(record, status="pending" if record.status == "done" else record.status)
             run.write_manifest(manifest)
         return run
-    refuse_foreign_folder(run)
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_manifest(plan.manifest(name))
     return run
