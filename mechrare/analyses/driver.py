@@ -15,7 +15,9 @@ and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
   hashes the analysis settings that change a part; ``inputs`` hashes the
   sha256 of every checkpoint the part was computed from (``inputs``), so a
   rerun with the same settings on the same weights resumes, and a retrained or
-  restored checkpoint is recomputed. Older parts of the same step are removed;
+  restored checkpoint is recomputed. Older parts of the same step are removed. Each part
+  carries the sha256 of its arrays (``__sha256__``); a part that is damaged, or from before
+  checksums, is recomputed, and the rerun says so;
 * **progress**: one bar per analysis over the checkpoints still to compute;
 * **jobs**: on CPU, parts are computed by ``jobs`` worker processes side by side
   (:mod:`mechrare.workers`; 0 = one per core), each writing its own part.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from abc import abstractmethod
 from dataclasses import asdict
 from pathlib import Path
@@ -40,6 +43,8 @@ from mechrare.devices import resolve_device
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, worker_state
 
+log = logging.getLogger("mechrare")
+
 Parts = dict[str, dict[int, dict[str, np.ndarray]]]  # model -> step -> arrays (one seed)
 Series = tuple[str, int]  # (model, training seed)
 
@@ -48,11 +53,27 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+PART_CHECKSUM = "__sha256__"
+
+
+def arrays_sha256(arrays: dict) -> str:
+    """The sha256 of a part's arrays: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(json.dumps([name, a.dtype.str, list(a.shape)]).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_part(path: Path, arrays: dict) -> None:
-    """Write one checkpoint's arrays (npz) atomically."""
+    """Write one checkpoint's arrays (npz) atomically, with their checksum."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if PART_CHECKSUM in arrays:
+        raise ValueError(f"a part array may not be named {PART_CHECKSUM!r}")
     with atomic_file(path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays, **{PART_CHECKSUM: np.array(arrays_sha256(arrays))})
 
 
 def write_part(path: Path, arrays: dict, step: int) -> None:
@@ -72,11 +93,33 @@ def _compute_part(job) -> None:
 
 
 def load_part(path: Path) -> dict[str, np.ndarray]:
+    """A part's arrays, checked against its checksum (RunFolderError when damaged or unchecked)."""
+    import zipfile
+
     try:
         with np.load(path, allow_pickle=False) as data:  # arrays only: a pickled object array is refused, never run
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise RunFolderError(f"{path}: damaged analysis part ({exc}); delete it and rerun to recompute it") from None
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise RunFolderError(f"{path}: damaged analysis part ({str(exc)[:160]}); delete it and rerun to recompute it") from None
+    claimed = arrays.pop(PART_CHECKSUM, None)
+    if claimed is None:
+        raise RunFolderError(f"{path}: analysis part without a checksum (written before checksums); rerun to recompute it")
+    if str(claimed) != arrays_sha256(arrays):
+        raise RunFolderError(f"{path}: damaged analysis part (its arrays do not match its checksum); rerun to recompute it")
+    return arrays
+
+
+def check_parts(paths: dict) -> tuple[dict, list[str]]:
+    """The parts among ``paths`` (key -> path) that read and verify, as key -> arrays, and one line
+    for each that exists but does not (it is recomputed)."""
+    good, bad = {}, []
+    for key, path in paths.items():
+        if path.is_file():
+            try:
+                good[key] = load_part(path)
+            except RunFolderError as exc:
+                bad.append(str(exc))
+    return good, bad
 
 
 def select_models(ctx: Context, models: list[str] | None) -> list[str]:
@@ -167,7 +210,10 @@ class PerCheckpoint(Analysis):
         paths = {
             (m, seed, s): self.part_path(ctx, cfg, m, s, chosen, seed) for (m, seed), chosen in plan.items() for s in chosen
         }
-        todo = [key for key, path in paths.items() if not path.is_file()]
+        loaded, damaged = check_parts(paths)
+        for line in damaged:
+            log.warning("%s: recomputing %s", self.name, line)
+        todo = [key for key in paths if key not in loaded]
         workers = resolve_jobs(jobs, device.type, len(todo))
         with tqdm(total=len(todo), desc=self.name, unit="ckpt", disable=not progress) as bar:
             if workers == 1:
@@ -184,7 +230,8 @@ class PerCheckpoint(Analysis):
         per_seed = []
         for seed in seeds:
             parts: Parts = {
-                m: {s: load_part(paths[(m, k, s)]) for s in chosen} for (m, k), chosen in plan.items() if k == seed
+                m: {s: loaded[(m, k, s)] if (m, k, s) in loaded else load_part(paths[(m, k, s)]) for s in chosen}
+                for (m, k), chosen in plan.items() if k == seed
             }
             per_seed.append(self.assemble(ctx, cfg, state, parts))
         ds = self.finish(ctx, cfg, state, stack_seeds(per_seed, seeds))

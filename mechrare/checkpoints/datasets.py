@@ -11,11 +11,15 @@ without glue and read well in xarray:
   sequences that carry a task), one meaning per dimension name (``layer``: a
   residual-stream depth, 0 = embeddings; ``block``: a transformer block);
 * provenance in attributes: mechrare version, the analysis and its settings,
-  and ``run``, the run folder *relative to the file*.
+  and ``run``, the run folder *relative to the file*;
+* a checksum: ``mechrare_content_sha256``, the sha256 of every variable's name, dimensions, dtype,
+  values and attributes and of the file's other attributes, as read back from the written file.
+  :func:`open_dataset` recomputes it, so a changed byte that still decodes is named, not used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -27,6 +31,7 @@ from mechrare.checkpoints.atomic import atomic_file
 from mechrare.errors import RunFolderError
 
 CONVENTIONS = "CF-1.10"
+CHECKSUM_ATTR = "mechrare_content_sha256"
 
 #: attributes of the coordinates shared by every dataset
 COORD_ATTRS: dict[str, dict[str, str]] = {
@@ -94,11 +99,38 @@ def check_conventions(ds) -> None:
             raise ValueError(f"dataset variable {name!r} has no {' or '.join(missing)}")
 
 
+def _plain(value):
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
+def content_sha256(ds) -> str:
+    """The sha256 of a dataset's content: each variable's name, dimensions, dtype, shape, values and
+    attributes, and the dataset's attributes (except the checksum itself)."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        values = np.asarray(var.values)
+        h.update(json.dumps([name, list(map(str, var.dims)), str(values.dtype), list(values.shape)]).encode())
+        if values.dtype.kind == "O":
+            h.update("\x00".join(map(str, values.ravel())).encode("utf-8", "surrogatepass"))
+        else:
+            h.update(np.ascontiguousarray(values).tobytes())
+        h.update(json.dumps(var.attrs, sort_keys=True, default=_plain).encode())
+    attrs = {k: v for k, v in ds.attrs.items() if k != CHECKSUM_ATTR}
+    h.update(json.dumps(attrs, sort_keys=True, default=_plain).encode())
+    return h.hexdigest()
+
+
 def write_dataset(ds, path: str | Path, root: str | Path | None = None) -> None:
-    """Write ``ds`` as compressed netCDF4, atomically, after finishing its CF attributes.
+    """Write ``ds`` as compressed netCDF4, atomically, after finishing its CF attributes, with the
+    checksum of what was written (``mechrare_content_sha256``, computed from the file read back).
 
     ``root``: the run folder; recorded in ``attrs["run"]`` relative to the file."""
+    import netCDF4
+    import xarray as xr
+
     path = Path(path)
+    ds.attrs.pop(CHECKSUM_ATTR, None)
     ds.attrs.setdefault("Conventions", CONVENTIONS)
     ds.attrs.setdefault("mechrare_version", __version__)
     if root is not None:
@@ -111,10 +143,16 @@ def write_dataset(ds, path: str | Path, root: str | Path | None = None) -> None:
     encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
     with atomic_file(path) as tmp:
         ds.to_netcdf(tmp, engine="netcdf4", encoding=encoding)
+        with xr.open_dataset(tmp, engine="netcdf4") as back:
+            checksum = content_sha256(back.load())
+        with netCDF4.Dataset(tmp, "a") as nc:
+            nc.setncattr(CHECKSUM_ATTR, checksum)
 
 
-def open_dataset(path: str | Path):
-    """Read a dataset fully into memory; an unreadable file is one clear line (RunFolderError)."""
+def open_dataset(path: str | Path, *, verify: bool = True):
+    """Read a dataset fully into memory and check its checksum; an unreadable or damaged file is one
+    clear line (RunFolderError). A file from before checksums (no ``mechrare_content_sha256``) is read
+    as it is; :func:`check_dataset` reports it."""
     import xarray as xr
 
     path = Path(path)
@@ -122,6 +160,21 @@ def open_dataset(path: str | Path):
         raise RunFolderError(f"{path}: no such dataset")
     try:
         with xr.open_dataset(path, engine="netcdf4") as ds:
-            return ds.load()
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise RunFolderError(f"{path}: unreadable dataset ({exc}); delete it and rerun the command that writes it") from None
+            ds = ds.load()
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise RunFolderError(f"{path}: unreadable dataset ({str(exc)[:160]}); delete it and rerun the command that writes it") from None
+    if verify and CHECKSUM_ATTR in ds.attrs and str(ds.attrs[CHECKSUM_ATTR]) != content_sha256(ds):
+        raise RunFolderError(f"{path}: damaged dataset (its content does not match its {CHECKSUM_ATTR}); "
+                             "delete it and rerun the command that writes it")
+    return ds
+
+
+def check_dataset(path: str | Path) -> str | None:
+    """What is wrong with the dataset at ``path`` (None: it reads and matches its checksum)."""
+    try:
+        ds = open_dataset(path)
+    except RunFolderError as exc:
+        return str(exc)
+    if CHECKSUM_ATTR not in ds.attrs:
+        return f"{path}: no {CHECKSUM_ATTR} (written before checksums); rerun the command that writes it to add one"
+    return None

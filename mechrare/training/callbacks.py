@@ -8,12 +8,13 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from mechrare.checkpoints.atomic import atomic_dir, atomic_file, sha256_file
+from mechrare.checkpoints.atomic import atomic_dir, sha256_file
 from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.training.evaluate import evaluate
+from mechrare.training.state_io import STATE_JSON, save_state
 from mechrare.training.trainer import Callback, Trainer
 
-RESUME_FILE = "state.pt"
+RESUME_FILE = STATE_JSON  # the file that names a resume folder's state (see mechrare.training.state_io)
 
 
 class EvalCallback(Callback):
@@ -60,19 +61,16 @@ class CheckpointCallback(Callback):
 
 
 class ResumeCallback(Callback):
-    """Saves the full training state every ``every`` steps and at the end."""
+    """Saves the full training state (safetensors + JSON, no pickle) every ``every`` steps and at the end."""
 
     def __init__(self, run: RunFolder, model_name: str, every: int, seed: int = 0):
-        self.path = run.resume_dir(model_name, seed) / RESUME_FILE
+        self.folder = run.resume_dir(model_name, seed)
         self.every = every
 
     def on_step_end(self, trainer: Trainer, loss) -> None:
         if trainer.step % self.every == 0 or trainer.step == trainer.cfg.steps:
-            import torch
-
             trainer.check_finite()  # a diverged run keeps its last good state
-            with atomic_file(self.path) as tmp:
-                torch.save(trainer.state_dict(), tmp)
+            save_state(self.folder, trainer.state_dict(), trainer.step)
 
 
 class ProgressCallback(Callback):

@@ -26,7 +26,6 @@ from mechrare.devices import autocast_dtype, resolve_device, torch_threads
 from mechrare.errors import ConfigError, RunFolderError, TrainingDiverged
 from mechrare.models.ladder import ModelShape, build_model, check_model_name, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
 from mechrare.training.callbacks import (
-    RESUME_FILE,
     CheckpointCallback,
     EvalCallback,
     ProgressCallback,
@@ -34,6 +33,7 @@ from mechrare.training.callbacks import (
     ResumeCallback,
     shared_progress,
 )
+from mechrare.training.state_io import has_state, load_state
 from mechrare.training.trainer import Trainer
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores, worker_state
 
@@ -190,34 +190,14 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     )
     remove_stale_temps(run.seed_dir(shape.name, seed))
     remove_stale_temps(run.resume_dir(shape.name, seed))
-    state_path = run.resume_dir(shape.name, seed) / RESUME_FILE
-    if state_path.is_file():
-        trainer.load_state_dict(load_resume_state(state_path, device))
+    if has_state(run.resume_dir(shape.name, seed)):
+        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
         log.info("%s: resuming at step %d", desc, trainer.step)
     try:
         trainer.fit()
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{desc}: {exc}") from None
     return trainer.step
-
-
-def load_resume_state(path: Path, device) -> dict:
-    """The saved training state, read without running code from the file: ``torch.load`` with
-    ``weights_only=True`` accepts tensors and plain Python values only. A file that holds anything
-    else (a crafted pickle) or is damaged is refused with one line, and left where it is."""
-    import pickle
-    import warnings
-
-    import torch
-
-    try:
-        with warnings.catch_warnings():  # torch's notes on a foreign pickle protocol: the one line below says it all
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise RunFolderError(f"{path}: not a training state mechrare can load safely ({first[:160]}); "
-                             "move the file away to train this model and seed again from step 0") from None
 
 
 def mark_done(run: RunFolder, model: str, seed: int, final_step: int) -> None:

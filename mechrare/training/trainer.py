@@ -151,4 +151,4 @@ class Trainer:
         self.step = int(state["step"])
         self._loss_sum = state["loss_sum"]
         self._loss_count = int(state["loss_count"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())

@@ -183,3 +183,49 @@ def test_device_errors_name_the_analysis(ctx):
     with pytest.raises(ConfigError, match=r"^count.device: 'cuda' asked for, but torch sees no CUDA device"):
         Count().run(ctx, CountConfig(device="cuda"), progress=False)
     assert not (ctx.folder / "analyses").exists()  # nothing written
+
+
+def flip_a_value(path):
+    """Change one byte of the first array's data inside an npz (zip's CRC or the part's checksum names it)."""
+    data = bytearray(path.read_bytes())
+    where = data.index(b"NUMPY") + 128 + 2  # the .npy header is padded to 128 bytes; then the values
+    data[where] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "unchecked", "rewritten"])
+def test_a_damaged_part_is_named_and_recomputed(ctx, caplog, damage):
+    from mechrare.analyses.driver import load_part
+    from mechrare.errors import RunFolderError
+
+    first = Count().run(ctx, CountConfig(), progress=False)
+    part = next((ctx.folder / "analyses" / "count.parts").rglob("step_2-*.npz"))
+    if damage == "flip":
+        flip_a_value(part)
+    elif damage == "truncate":
+        part.write_bytes(part.read_bytes()[:60])
+    elif damage == "unchecked":  # a part written before checksums
+        with np.load(part) as data:
+            np.savez(part.with_suffix(""), **{k: data[k] for k in data.files if k != "__sha256__"})
+    else:  # a whole, readable zip whose values changed (its CRCs match, its checksum does not)
+        with np.load(part) as data:
+            np.savez(part.with_suffix(""), **{k: data[k] + 1 if k == "x" else data[k] for k in data.files})
+    with pytest.raises(RunFolderError, match="damaged analysis part|without a checksum"):
+        load_part(part)
+    rerun = Count()
+    with caplog.at_level("WARNING", logger="mechrare"):
+        again = rerun.run(ctx, CountConfig(), progress=False)
+    assert rerun.calls == [(part.parent.parent.name, 2)]  # only the damaged part, from its checkpoint
+    assert str(part) in caplog.text and "recomputing" in caplog.text
+    assert again.x.equals(first.x) and load_part(part)["x"] == 2
+
+
+def test_a_part_checksum_covers_names_dtypes_and_values():
+    from mechrare.analyses.driver import arrays_sha256
+
+    a = {"x": np.arange(3, dtype=np.int64)}
+    assert arrays_sha256(a) == arrays_sha256({"x": np.arange(3, dtype=np.int64)})
+    assert arrays_sha256(a) != arrays_sha256({"y": np.arange(3, dtype=np.int64)})
+    assert arrays_sha256(a) != arrays_sha256({"x": np.arange(3, dtype=np.int32)})
+    assert arrays_sha256(a) != arrays_sha256({"x": np.array([0, 1, 3])})
+    assert arrays_sha256(a) != arrays_sha256({"x": np.arange(3, dtype=np.int64).reshape(3, 1)})

@@ -68,3 +68,46 @@ def test_an_unreadable_dataset_is_one_line(tmp_path):
     bad.write_bytes(b"not a netcdf file")
     with pytest.raises(mechrare.RunFolderError, match="unreadable dataset"):
         open_dataset(bad)
+
+
+def small_dataset():
+    ds = xr.Dataset({"x": (("step",), np.arange(50, dtype=np.float64)), "name": (("step",), np.array([f"t{i}" for i in range(50)]))},
+                    coords={"step": np.arange(50)})
+    ds["x"].attrs.update(long_name="x", units="1")
+    ds["name"].attrs.update(long_name="a label")
+    return ds
+
+
+def test_a_dataset_carries_its_checksum_and_reads_back_verified(tmp_path):
+    from mechrare.checkpoints.datasets import CHECKSUM_ATTR, check_dataset, content_sha256, write_dataset
+
+    path = tmp_path / "x.nc"
+    write_dataset(small_dataset(), path)
+    back = open_dataset(path)
+    assert back.attrs[CHECKSUM_ATTR] == content_sha256(back) and check_dataset(path) is None
+    write_dataset(back, tmp_path / "again.nc")  # a dataset read back writes a fresh checksum of its own
+    assert check_dataset(tmp_path / "again.nc") is None
+
+
+def test_a_changed_value_that_still_decodes_is_named(tmp_path):
+    """A flipped bit in a value (an uncompressed variable here) is caught by the checksum, not used."""
+    import netCDF4
+
+    from mechrare.checkpoints.datasets import write_dataset
+
+    path = tmp_path / "x.nc"
+    write_dataset(small_dataset(), path)
+    with netCDF4.Dataset(path, "a") as nc:  # as a bit flip in the file would: the value changes, the file reads
+        nc.variables["x"][7] = 7.000000000000001
+    with pytest.raises(mechrare.RunFolderError, match="damaged dataset"):
+        open_dataset(path)
+    assert open_dataset(path, verify=False).x.values[7] != 7
+
+
+def test_a_dataset_from_before_checksums_reads_and_is_reported(tmp_path):
+    from mechrare.checkpoints.datasets import check_dataset
+
+    path = tmp_path / "old.nc"
+    small_dataset().to_netcdf(path, engine="netcdf4")
+    assert open_dataset(path).x.values[3] == 3
+    assert "written before checksums" in check_dataset(path)

@@ -16,6 +16,7 @@ from mechrare.checkpoints import CheckpointStore, RunFolder
 from mechrare.checkpoints.atomic import TMP_PREFIX
 from mechrare.config import load_config
 from mechrare.training import train_run
+from mechrare.training.state_io import load_state
 
 OVERRIDES = [
     'ladder.models=["d16-l2"]',
@@ -61,7 +62,7 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
     killed_at = max(RunFolder(out).complete_steps("d16-l2"))
     assert 160 <= killed_at < 400
     assert_no_half_written_checkpoint(out)
-    state = torch.load(out / "models" / "d16-l2" / "seed_0" / "resume" / "state.pt", weights_only=False)
+    state = load_state(out / "models" / "d16-l2" / "seed_0" / "resume", "cpu")
     assert 140 <= state["step"] < 400
 
     rerun = subprocess.run(command(out), env=env, capture_output=True, text=True, timeout=300)

@@ -1,13 +1,15 @@
 """Loading a run folder never runs code from it: a crafted pickle planted as the resume state is
 refused with one line (exit 2) and its payload does not run; a truncated state is refused the same way."""
 
+import json
 import pickle
 
 import pytest
+import torch
 
 from mechrare.checkpoints import RunFolder
 from mechrare.cli import main
-from mechrare.training.callbacks import RESUME_FILE
+from mechrare.training.state_io import LEGACY_STATE, STATE_JSON, has_state, load_state, save_state
 
 ARGS = ["--set", 'ladder.models=["d8-l1"]', "--set", "train.steps=20", "--set", "checkpoints.every=10",
         "--set", "ladder.interventions=[]", "--no-progress"]
@@ -30,34 +32,96 @@ def unfinished(tmp_path):
     assert main(["train", "tiny", "--out", str(out), *ARGS]) == 0
     run = RunFolder(out)
     run.update_model("d8-l1", status="training", seeds_done=[])
-    return out, run.resume_dir("d8-l1", 0) / RESUME_FILE
+    return out, run.resume_dir("d8-l1", 0)
 
 
-def test_a_planted_pickle_is_refused_and_does_not_run(unfinished, tmp_path, capsys):
-    out, state = unfinished
+def refused(out, capsys, *what):
+    capsys.readouterr()
+    assert main(["train", "tiny", "--out", str(out), *ARGS]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a training state mechrare can load safely" in err, err
+    for text in what:
+        assert text in err, err
+    return err
+
+
+def test_the_state_is_safetensors_and_json(unfinished):
+    _, folder = unfinished
+    assert sorted(p.name for p in folder.iterdir()) == ["state-20.safetensors", STATE_JSON]
+    assert json.loads((folder / STATE_JSON).read_text())["tensors"] == "state-20.safetensors"
+
+
+@pytest.mark.parametrize("target", [STATE_JSON, "state-20.safetensors"])
+def test_a_planted_pickle_is_refused_and_does_not_run(unfinished, tmp_path, capsys, target):
+    out, folder = unfinished
     marker = tmp_path / "payload_ran"
-    state.write_bytes(pickle.dumps({"step": Payload(marker)}))
-    capsys.readouterr()
-    assert main(["train", "tiny", "--out", str(out), *ARGS]) == 2
-    err = capsys.readouterr().err.strip()
+    (folder / target).write_bytes(pickle.dumps({"step": Payload(marker)}))
+    refused(out, capsys, str(folder / target))
     assert not marker.exists()
-    assert len(err.splitlines()) == 1 and "not a training state mechrare can load safely" in err and str(state) in err
-    assert state.is_file()  # left where it is
+    assert (folder / target).is_file()  # left where it is
 
 
-def test_a_truncated_state_is_refused(unfinished, capsys):
-    out, state = unfinished
-    state.write_bytes(state.read_bytes()[:100])
-    capsys.readouterr()
-    assert main(["train", "tiny", "--out", str(out), *ARGS]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "not a training state mechrare can load safely" in err
+def test_a_pickled_legacy_state_is_refused_and_does_not_run(unfinished, tmp_path, capsys):
+    """A run folder from before the safetensors format has state.pt: read with weights_only=True."""
+    out, folder = unfinished
+    for p in folder.iterdir():
+        p.unlink()
+    marker = tmp_path / "payload_ran"
+    (folder / LEGACY_STATE).write_bytes(pickle.dumps({"step": Payload(marker)}))
+    refused(out, capsys, str(folder / LEGACY_STATE))
+    assert not marker.exists()
+
+
+def test_a_legacy_state_still_loads(unfinished):
+    out, folder = unfinished
+    state = load_state(folder, "cpu")
+    for p in folder.iterdir():
+        p.unlink()
+    torch.save(state, folder / LEGACY_STATE)
+    back = load_state(folder, "cpu")
+    assert back["step"] == 20 and all(torch.equal(back["model"][k], v) for k, v in state["model"].items())
+    assert main(["train", "tiny", "--out", str(out), *ARGS]) == 0
+    assert RunFolder(out).read_manifest().model("d8-l1").seeds_done == [0]
+
+
+@pytest.mark.parametrize("target", [STATE_JSON, "state-20.safetensors"])
+def test_a_flipped_bit_in_the_state_is_refused(unfinished, capsys, target):
+    """The state carries its own checksums: a bit flip anywhere is named, never resumed from."""
+    out, folder = unfinished
+    data = bytearray((folder / target).read_bytes())
+    where = data.index(b'"step"') + 9 if target == STATE_JSON else len(data) - 7  # a value, not the syntax
+    data[where] ^= 0x01
+    (folder / target).write_bytes(bytes(data))
+    refused(out, capsys, "damaged")
+
+
+@pytest.mark.parametrize("target", [STATE_JSON, "state-20.safetensors"])
+def test_a_truncated_state_is_refused(unfinished, capsys, target):
+    out, folder = unfinished
+    (folder / target).write_bytes((folder / target).read_bytes()[:100])
+    refused(out, capsys, str(folder / target))
 
 
 def test_an_intact_state_still_resumes(unfinished):
     out, _ = unfinished
     assert main(["train", "tiny", "--out", str(out), *ARGS]) == 0  # loads the state (step 20 of 20) and finishes
     assert RunFolder(out).read_manifest().model("d8-l1").seeds_done == [0]
+
+
+def test_the_state_round_trips_every_kind_of_value(tmp_path):
+    state = {"a": torch.arange(6.0).reshape(2, 3), 3: (1, 2.5, None), "b": [float("inf"), float("nan"), True, "x"],
+             "nested": {0: {"step": torch.tensor(4.0), "m": torch.zeros(0)}}, "shared": None}
+    t = torch.ones(3)
+    state["shared"] = [t, t]  # one storage twice: written twice, read back as equal tensors
+    save_state(tmp_path, state, 7)
+    back = load_state(tmp_path, "cpu")
+    assert set(back) == {"a", 3, "b", "nested", "shared"}
+    assert torch.equal(back["a"], state["a"]) and back[3] == (1, 2.5, None)
+    assert back["b"][0] == float("inf") and back["b"][1] != back["b"][1] and back["b"][2:] == [True, "x"]
+    assert torch.equal(back["nested"][0]["step"], torch.tensor(4.0)) and back["nested"][0]["m"].shape == (0,)
+    assert all(torch.equal(x, t) for x in back["shared"])
+    save_state(tmp_path, state, 8)  # the older tensor file goes once the new record names its own
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state-8.safetensors", STATE_JSON]
 
 
 def test_a_pickled_object_array_in_an_analysis_part_is_refused(tmp_path):
@@ -88,9 +152,8 @@ def test_divergence_stops_training_before_a_non_finite_checkpoint(tmp_path, caps
     for step in run.complete_steps("d8-l1"):
         weights = load_file(str(run.seed_dir("d8-l1", 0) / f"step_{step}" / "model.safetensors"))
         assert all(bool(torch.isfinite(w).all()) for w in weights.values()), step
-    state = run.resume_dir("d8-l1", 0) / RESUME_FILE
-    if state.is_file():
-        saved = torch.load(state, weights_only=True)["model"]
+    if has_state(run.resume_dir("d8-l1", 0)):
+        saved = load_state(run.resume_dir("d8-l1", 0), "cpu")["model"]
         assert all(bool(torch.isfinite(w).all()) for w in saved.values())
     assert main(["train", "tiny", "--out", str(tmp_path / "r2"), *ARGS, "--set", "train.lr=inf"]) == 2
     assert "train.lr: must be finite and > 0, got inf" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from mechrare.config import TrainConfig, MixtureConfig, from_dict
 from mechrare.data import Mixture
 from mechrare.models import LADDER, build_model, olmo2_config
 from mechrare.training import Callback, Trainer, evaluate
+from mechrare.training.state_io import load_state, save_state
 
 
 def make_trainer(steps=40, callbacks=()):
@@ -48,10 +49,11 @@ def test_resume_from_state_dict_is_bit_exact(tmp_path):
     first = make_trainer(40)
     first.cfg.steps = 17  # stop early, as a killed run would
     first.fit()
-    torch.save(first.state_dict(), tmp_path / "state.pt")
+    save_state(tmp_path, first.state_dict(), first.step)
+    assert not (tmp_path / "state.pt").exists()  # safetensors + JSON: no pickle
 
     resumed = make_trainer(40)
-    resumed.load_state_dict(torch.load(tmp_path / "state.pt", weights_only=False))
+    resumed.load_state_dict(load_state(tmp_path, "cpu"))
     assert resumed.step == 17
     resumed.fit()
     for (name, a), b in zip(straight.model.state_dict().items(), resumed.model.state_dict().values()):
