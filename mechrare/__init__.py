@@ -26,6 +26,7 @@ _API = {
     "fit_probe": "mechrare.api",
     "ProbeFit": "mechrare.api",
     "gradient_interference": "mechrare.api",
+    "verify": "mechrare.checkpoints.verify",
     "get_activations": "mechrare.activations",
     "ConfigError": "mechrare.errors",
     "MechrareError": "mechrare.errors",

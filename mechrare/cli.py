@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ls", help="summarise a run folder: models, checkpoints, final metrics")
     p.add_argument("run", help="run folder")
     p.add_argument("--steps", action="store_true", help="list every checkpoint step")
+    p.add_argument("--verify", action="store_true",
+                   help="check every checkpoint, resume state, dataset and analysis part against its checksum; "
+                        "name every bad file (exit 1 when there is one)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar while verifying")
     p.set_defaults(func=cmd_ls)
 
     p = sub.add_parser("presets", help="list built-in presets")
@@ -172,7 +176,18 @@ def cmd_ls(args) -> int:
     from mechrare.reports.listing import describe_run
 
     print(describe_run(args.run, list_steps=args.steps))
-    return 0
+    if not args.verify:
+        return 0
+    from mechrare.checkpoints.verify import verify_run
+
+    problems, counts = verify_run(args.run, progress=not args.no_progress)
+    checked = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+    if not problems:
+        print(f"\nverified: {checked}: every file matches its checksum")
+        return 0
+    print(f"\nverify: {len(problems)} bad file(s) among {checked}:")
+    print("\n".join(f"  {p}" for p in problems))
+    return 1
 
 
 def cmd_presets(args) -> int:

@@ -11,10 +11,10 @@ from typing import Any
 from mechrare.checkpoints.atomic import atomic_dir, sha256_file
 from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.training.evaluate import evaluate
-from mechrare.training.state_io import STATE_JSON, save_state
+from mechrare.checkpoints.train_state import STATE_JSON, save_state
 from mechrare.training.trainer import Callback, Trainer
 
-RESUME_FILE = STATE_JSON  # the file that names a resume folder's state (see mechrare.training.state_io)
+RESUME_FILE = STATE_JSON  # the file that names a resume folder's state (see mechrare.checkpoints.train_state)
 
 
 class EvalCallback(Callback):

@@ -33,7 +33,8 @@ from mechrare.training.callbacks import (
     ResumeCallback,
     shared_progress,
 )
-from mechrare.training.state_io import has_state, load_state
+from mechrare.checkpoints.train_state import has_state, load_state
+from mechrare.training.repair import OnlySteps, repair_seed
 from mechrare.training.trainer import Trainer
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores, worker_state
 
@@ -158,12 +159,8 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     return run
 
 
-def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
-                progress_queue=None) -> int:
-    """Train one model under one training seed (resuming from its state where there is one);
-    returns the final step. The manifest is left to the caller (one writer)."""
-    import torch
-
+def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, callbacks: list) -> Trainer:
+    """A trainer of one (model, seed) at step 0, with the given callbacks."""
     cfg = plan.config
     mixture = plan.mixtures[shape.name].with_order(seed)
     vocab = mixture.vocab
@@ -172,22 +169,27 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     )
     attn = "sdpa" if device.type == "cuda" else "eager"
     model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
-    desc = shape.name if len(plan.seeds) == 1 else f"{shape.name} seed {seed}"
+    return Trainer(model, mixture, cfg.train, device, plan.schedule, callbacks=callbacks,
+                   autocast_dtype=autocast_dtype(cfg.train.precision, device))
+
+
+def _desc(plan: Plan, model: str, seed: int) -> str:
+    return model if len(plan.seeds) == 1 else f"{model} seed {seed}"
+
+
+def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
+                progress_queue=None) -> int:
+    """Train one model under one training seed (resuming from its state where there is one);
+    returns the final step. The manifest is left to the caller (one writer)."""
+    desc = _desc(plan, shape.name, seed)
     bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress)
-    trainer = Trainer(
-        model,
-        mixture,
-        cfg.train,
-        device,
-        plan.schedule,
-        callbacks=[
-            EvalCallback(),
-            CheckpointCallback(run, shape.name, vocab.to_hf_tokenizer(), seed),
-            ResumeCallback(run, shape.name, plan.resume_every, seed),
-            bar,
-        ],
-        autocast_dtype=autocast_dtype(cfg.train.precision, device),
-    )
+    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
+    trainer = make_trainer(run, plan, shape, device, seed, [
+        EvalCallback(),
+        CheckpointCallback(run, shape.name, tokenizer, seed),
+        ResumeCallback(run, shape.name, plan.resume_every, seed),
+        bar,
+    ])
     remove_stale_temps(run.seed_dir(shape.name, seed))
     remove_stale_temps(run.resume_dir(shape.name, seed))
     if has_state(run.resume_dir(shape.name, seed)):
@@ -198,6 +200,34 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{desc}: {exc}") from None
     return trainer.step
+
+
+def replay_model(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, steps: set[int],
+                 progress: bool = True) -> None:
+    """Train (model, seed) again from step 0 and write its checkpoints at ``steps`` only (see
+    :mod:`mechrare.training.repair`); the resume state is not touched."""
+    desc = f"{_desc(plan, shape.name, seed)} (repair)"
+    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
+    trainer = make_trainer(run, plan, shape, device, seed, [
+        OnlySteps(EvalCallback(), steps),
+        OnlySteps(CheckpointCallback(run, shape.name, tokenizer, seed), steps),
+        ProgressCallback(desc, enabled=progress),
+    ])
+    remove_stale_temps(run.seed_dir(shape.name, seed))
+    try:
+        trainer.fit(until=max(steps))
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"{desc}: {exc}") from None
+
+
+def repair_run(run: RunFolder, plan: Plan, device, progress: bool) -> list[str]:
+    """Regenerate the missing or damaged checkpoints of every finished (model, seed); one line each."""
+    lines = []
+    for shape in plan.shapes:
+        for seed in plan.seeds:
+            replay = lambda steps, shape=shape, seed=seed: replay_model(run, plan, shape, device, seed, steps, progress)  # noqa: E731
+            lines += repair_seed(run, shape.name, seed, replay)
+    return lines
 
 
 def mark_done(run: RunFolder, model: str, seed: int, final_step: int) -> None:
@@ -271,5 +301,7 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
                                                 initializer=set_worker_state, initargs=(shared,)):
                 mark_done(run, model, seed, step)
                 write_metrics(run)
+    with torch_threads(threads), quiet_transformers():
+        repair_run(run, plan, device, progress)
     write_metrics(run)
     return run

@@ -78,13 +78,15 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss.detach().float()
 
-    def fit(self) -> None:
+    def fit(self, until: int | None = None) -> None:
+        """Train to ``cfg.steps`` (or stop after update ``until``: the schedule stays that of the whole run)."""
+        last = self.cfg.steps if until is None else min(int(until), self.cfg.steps)
         self.model.train()
         for cb in self.callbacks:
             cb.on_train_start(self)
         if self.step == 0 and 0 in self.schedule:
             self._checkpoint()
-        while self.step < self.cfg.steps:
+        while self.step < last:
             loss = self.train_step(self.step)
             self.step += 1
             self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss

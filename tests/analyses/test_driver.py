@@ -195,7 +195,7 @@ def flip_a_value(path):
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "unchecked", "rewritten"])
 def test_a_damaged_part_is_named_and_recomputed(ctx, caplog, damage):
-    from mechrare.analyses.driver import load_part
+    from mechrare.checkpoints.parts import load_part
     from mechrare.errors import RunFolderError
 
     first = Count().run(ctx, CountConfig(), progress=False)
@@ -221,7 +221,7 @@ def test_a_damaged_part_is_named_and_recomputed(ctx, caplog, damage):
 
 
 def test_a_part_checksum_covers_names_dtypes_and_values():
-    from mechrare.analyses.driver import arrays_sha256
+    from mechrare.checkpoints.parts import arrays_sha256
 
     a = {"x": np.arange(3, dtype=np.int64)}
     assert arrays_sha256(a) == arrays_sha256({"x": np.arange(3, dtype=np.int64)})

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from mechrare.analyses.driver import load_part
+from mechrare.checkpoints.parts import load_part
 from mechrare.analyses.sae import SAEConfig, SAEs, chosen_steps, run_sae
 from mechrare.analyses.sae_training import match_features, task_features, task_specificity
 from mechrare.checkpoints import open_dataset

@@ -16,7 +16,7 @@ from mechrare.checkpoints import CheckpointStore, RunFolder
 from mechrare.checkpoints.atomic import TMP_PREFIX
 from mechrare.config import load_config
 from mechrare.training import train_run
-from mechrare.training.state_io import load_state
+from mechrare.checkpoints.train_state import load_state
 
 OVERRIDES = [
     'ladder.models=["d16-l2"]',

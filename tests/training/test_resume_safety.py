@@ -9,7 +9,7 @@ import torch
 
 from mechrare.checkpoints import RunFolder
 from mechrare.cli import main
-from mechrare.training.state_io import LEGACY_STATE, STATE_JSON, has_state, load_state, save_state
+from mechrare.checkpoints.train_state import LEGACY_STATE, STATE_JSON, has_state, load_state, save_state
 
 ARGS = ["--set", 'ladder.models=["d8-l1"]', "--set", "train.steps=20", "--set", "checkpoints.every=10",
         "--set", "ladder.interventions=[]", "--no-progress"]
@@ -127,7 +127,7 @@ def test_the_state_round_trips_every_kind_of_value(tmp_path):
 def test_a_pickled_object_array_in_an_analysis_part_is_refused(tmp_path):
     import numpy as np
 
-    from mechrare.analyses.driver import load_part
+    from mechrare.checkpoints.parts import load_part
     from mechrare.errors import RunFolderError
 
     marker = tmp_path / "payload_ran"

@@ -7,7 +7,7 @@ from mechrare.config import TrainConfig, MixtureConfig, from_dict
 from mechrare.data import Mixture
 from mechrare.models import LADDER, build_model, olmo2_config
 from mechrare.training import Callback, Trainer, evaluate
-from mechrare.training.state_io import load_state, save_state
+from mechrare.checkpoints.train_state import load_state, save_state
 
 
 def make_trainer(steps=40, callbacks=()):

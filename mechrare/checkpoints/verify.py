@@ -1,0 +1,145 @@
+"""Verify a run folder byte by byte: every checkpoint against its recorded sha256, every resume state
+against its own checksums, every dataset and analysis part against theirs.
+
+Used by ``mechrare ls --verify`` (which names every bad file) and by ``mechrare train`` (which
+regenerates the missing or damaged checkpoints of finished models, see
+:mod:`mechrare.training.repair`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mechrare.checkpoints.atomic import sha256_file
+from mechrare.checkpoints.run import STEP_RE, RunFolder
+from mechrare.errors import RunFolderError
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    what: str  # what is wrong and what to do
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.what}"
+
+
+RETRAIN = "rerun `mechrare train` with the run's config to regenerate it"
+
+
+def check_checkpoint(folder: Path) -> str | None:
+    """What is wrong with the checkpoint folder (None: every file recorded in its mechrare.json is there
+    and matches its sha256)."""
+    record_path = folder / "mechrare.json"
+    if not record_path.is_file():
+        return f"no mechrare.json (a checkpoint never finished or lost its record); {RETRAIN}"
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        recorded = dict(record["sha256"])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return f"damaged mechrare.json ({type(exc).__name__}); {RETRAIN}"
+    if not recorded:
+        return f"mechrare.json records no sha256; {RETRAIN}"
+    for name, expected in recorded.items():
+        target = folder / str(name)
+        if target.parent != folder or not target.is_file():
+            return f"{name} is missing; {RETRAIN}"
+        if sha256_file(target) != expected:
+            return f"{name} does not match its recorded sha256 (damaged); {RETRAIN}"
+    return None
+
+
+def expected_steps(run: RunFolder, model: str, seed: int) -> list[int]:
+    """The checkpoint steps a finished (model, seed) must have: the scheduled ones up to its final step."""
+    manifest = run.read_manifest()
+    record = manifest.model(model)
+    done = set(record.seeds_done) or ({0} if record.status == "done" else set())
+    if seed not in done:
+        return []
+    last = record.final_step if record.final_step is not None else manifest.config["train"]["steps"]
+    return [s for s in manifest.checkpoint_steps if s <= last]
+
+
+def checkpoint_problems(run: RunFolder, model: str, seed: int) -> dict[int, str]:
+    """step -> what is wrong, for every checkpoint of (model, seed) that is damaged, half-written or, for
+    a finished seed, missing."""
+    bad: dict[int, str] = {}
+    folder = run.seed_dir(model, seed)
+    on_disk = {}
+    if folder.is_dir():
+        for child in folder.iterdir():
+            m = STEP_RE.match(child.name)
+            if m and child.is_dir():
+                on_disk[int(m.group(1))] = child
+    for step, child in sorted(on_disk.items()):
+        problem = check_checkpoint(child)
+        if problem:
+            bad[step] = problem
+    for step in expected_steps(run, model, seed):
+        if step not in on_disk:
+            bad[step] = f"missing; {RETRAIN}"
+    return dict(sorted(bad.items()))
+
+
+def resume_problem(run: RunFolder, model: str, seed: int) -> Problem | None:
+    from mechrare.checkpoints.train_state import LEGACY_STATE, STATE_JSON, verify_state
+
+    folder = run.resume_dir(model, seed)
+    if (folder / STATE_JSON).is_file():
+        try:
+            verify_state(folder)
+        except RunFolderError as exc:
+            return Problem(folder / STATE_JSON, str(exc).split(": ", 1)[-1])
+    elif (folder / LEGACY_STATE).is_file():
+        return Problem(folder / LEGACY_STATE, "a training state from before checksums (pickle format, read with "
+                                              "weights_only=True); it is replaced at the next save")
+    return None
+
+
+def verify_run(path: str | Path, progress: bool = False) -> tuple[list[Problem], dict[str, int]]:
+    """Every bad file of the run folder, and how many files of each kind were checked."""
+    from tqdm.auto import tqdm
+
+    from mechrare.checkpoints.parts import load_part
+    from mechrare.checkpoints.datasets import check_dataset
+
+    run = RunFolder(path)
+    manifest = run.read_manifest()
+    problems: list[Problem] = []
+    counts = {"checkpoints": 0, "resume states": 0, "datasets": 0, "analysis parts": 0}
+    pairs = [(m, s) for m in manifest.models for s in manifest.seeds] if manifest.kind == "ladder" else []
+    for model, seed in tqdm(pairs, desc="verify", unit="model", disable=not progress):
+        for step, what in checkpoint_problems(run, model, seed).items():
+            problems.append(Problem(run.step_dir(model, step, seed), what))
+        counts["checkpoints"] += len(set(run.complete_steps(model, seed)) | set(expected_steps(run, model, seed)))
+        if run.resume_dir(model, seed).is_dir():
+            counts["resume states"] += 1
+            problem = resume_problem(run, model, seed)
+            if problem:
+                problems.append(problem)
+    datasets = sorted([run.metrics_path] if run.metrics_path.is_file() else []) + sorted((run.path / "analyses").glob("*.nc"))
+    for nc in datasets:
+        counts["datasets"] += 1
+        what = check_dataset(nc)
+        if what:
+            problems.append(Problem(nc, what.split(": ", 1)[-1]))
+    for part in sorted((run.path / "analyses").glob("*.parts/**/*.npz")):
+        counts["analysis parts"] += 1
+        try:
+            load_part(part)
+        except RunFolderError as exc:
+            problems.append(Problem(part, str(exc).split(": ", 1)[-1]))
+    return problems, counts
+
+
+def verify(run, *, progress: bool = True) -> list[Problem]:
+    """Every bad file of a run folder (empty: everything matches its checksum).
+
+    >>> problems = mechrare.verify("runs/quickstart")          # doctest: +SKIP
+    >>> [str(p) for p in problems]                               # doctest: +SKIP
+    ['runs/quickstart/models/d16-l2/seed_0/step_40: model.safetensors does not match its recorded sha256 ...']
+    """
+    path = getattr(run, "path", run)
+    return verify_run(path, progress=progress)[0]
