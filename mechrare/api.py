@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from mechrare.errors import ConfigError
+from mechrare.names import RULE, is_safe_name
 from mechrare.runs import Run, open_run
 
 __all__ = ["ProbeFit", "analyze", "fit_probe", "gradient_interference", "open_run", "report", "run", "train"]
@@ -76,6 +77,8 @@ def train(config="quickstart", out: str | Path | None = None, *, overrides=(), n
 
     found, cfg = load_run_config(config, list(overrides))
     name = name or found
+    if not is_safe_name(name):
+        raise ConfigError(f"name: {name!r} is not a plain run name: names must be {RULE}")
     folder = train_run(cfg, Path(out) if out else Path("runs") / name, name=name, progress=progress, echo=echo)
     return open_run(folder.path)
 

@@ -19,6 +19,7 @@ from mechrare.checkpoints.series import CheckpointSeries
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.data.taskset import MixtureTaskSet, TaskSet
 from mechrare.errors import ConfigError, RunFolderError
+from mechrare.names import inside
 
 DATASETS = ("metrics", "probes", "sae", "neurons", "interference", "retention", "toy")
 
@@ -32,7 +33,7 @@ class Context:
     folder: Path
 
     def analysis_path(self, name: str) -> Path:
-        return Path(self.folder) / "analyses" / f"{name}.nc"
+        return inside(self.folder, Path(self.folder) / "analyses" / f"{name}.nc")
 
     def dataset_path(self, name: str) -> Path:
         """``metrics`` (the run's metrics.nc) or an analysis's dataset."""

@@ -41,6 +41,7 @@ from mechrare.checkpoints.parts import check_parts, load_part, save_part
 from mechrare.checkpoints.series import Checkpoint
 from mechrare.devices import resolve_device
 from mechrare.errors import ConfigError
+from mechrare.names import inside
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, worker_state
 
 log = logging.getLogger("mechrare")
@@ -126,7 +127,7 @@ class PerCheckpoint(Analysis):
     def part_path(self, ctx: Context, cfg: Any, model: str, step: int, steps: list[int], seed: int = 0) -> Path:
         series = ctx.series
         key = digest([[s, series.fingerprint(model, s, seed)] for s in self.inputs(model, step, steps)])
-        return self.parts_dir(ctx, cfg) / model / f"seed_{seed}" / f"step_{step}-{key}.npz"
+        return inside(ctx.folder, self.parts_dir(ctx, cfg) / model / f"seed_{seed}" / f"step_{step}-{key}.npz")
 
     def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[Series, list[int]]:
         """(model, seed) -> the steps to analyse."""

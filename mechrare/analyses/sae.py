@@ -63,6 +63,7 @@ from mechrare.analyses.sae_training import (
 from mechrare.checkpoints.atomic import atomic_dir
 from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.errors import ConfigError
+from mechrare.names import inside
 
 FRESH_DATA_OFFSET = 10**9  # mixture steps far beyond any training step
 HELDOUT_OFFSET = FRESH_DATA_OFFSET + 5 * 10**8  # the held-out stretch the SAEs are scored on
@@ -236,7 +237,7 @@ class SAEs(PerCheckpoint):
         depths = sorted({d % (bridge.cfg.n_layers + 1) for d in cfg.layers})
         out = {"depths": np.array(depths)}
         for depth in depths:
-            folder = self.sae_root(ctx, cfg) / ckpt.model / f"seed_{ckpt.seed}" / f"layer_{depth}" / f"step_{ckpt.step}"
+            folder = inside(ctx.folder, self.sae_root(ctx, cfg) / ckpt.model / f"seed_{ckpt.seed}" / f"layer_{depth}" / f"step_{ckpt.step}")
             last = cfg.baseline and ckpt.step == steps[-1]
             for key, value in train_one(bridge, batches, len(ctx.tasks.names), depth, cfg, device, folder, last).items():
                 out[f"d{depth}_{key}"] = value

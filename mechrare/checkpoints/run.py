@@ -26,6 +26,7 @@ from mechrare._version import __version__
 from mechrare.checkpoints.atomic import atomic_write_json
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.errors import ConfigError, RunFolderError
+from mechrare.names import RULE, inside, is_safe_name
 
 MANIFEST = "manifest.json"
 STEP_RE = re.compile(r"^step_(\d+)$")
@@ -50,7 +51,9 @@ class RunFolder:
         return self.path / "metrics.nc"
 
     def model_dir(self, model: str) -> Path:
-        return self.path / "models" / model
+        if not is_safe_name(model):
+            raise RunFolderError(f"{self.path}: model name {model!r} is not a plain folder name: names must be {RULE}")
+        return inside(self.path, self.path / "models" / model)
 
     @property
     def layout(self) -> int:
@@ -74,7 +77,7 @@ class RunFolder:
         return self.seed_dir(model, seed) / "resume"
 
     def analysis_path(self, name: str) -> Path:
-        return self.path / "analyses" / f"{name}.nc"
+        return inside(self.path, self.path / "analyses" / f"{name}.nc")
 
     # -- manifest -------------------------------------------------------------
     def exists(self) -> bool:

@@ -97,7 +97,7 @@ class CheckpointStore(CheckpointSeries):
         folder = self.path(model, step, seed)
         for name, expected in self.info(model, step, seed)["sha256"].items():
             target = folder / name
-            if not target.is_file():
+            if target.parent != folder or not target.is_file():
                 raise ChecksumError(f"{target}: file recorded in mechrare.json is missing")
             actual = sha256_file(target)
             if actual != expected:
