@@ -1,6 +1,9 @@
 """``mechrare``: a thin argparse front over the public API (:mod:`mechrare.api`).
 
-Errors from bad input print one line on stderr and exit with code 2.
+Exit codes: 0 done; 1 ``ls --verify`` found bad files; 2 bad input, a damaged file or an I/O error
+(disk full, read-only, not a directory), as one line on stderr naming the path and what to do; 3 an
+internal error (a bug: one line, and ``--debug`` shows the traceback); 130 interrupted. Every write is
+atomic, so after 2 or 130 the same command resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +15,30 @@ import sys
 from mechrare.errors import MechrareError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+#: errno -> what to do, for the I/O errors a user meets
+IO_ADVICE = {
+    "ENOSPC": "the disk is full: free space, then rerun the same command to resume",
+    "EDQUOT": "the disk quota is used up: free space, then rerun the same command to resume",
+    "EFBIG": "the file is larger than this system allows: free space or raise the limit, then rerun to resume",
+    "EROFS": "the file system is read-only: choose a writable --out",
+    "EACCES": "permission denied: choose a folder you can write, or fix its permissions",
+    "EPERM": "permission denied: choose a folder you can write, or fix its permissions",
+    "ENOTDIR": "a path component is a file, not a folder: choose another --out",
+    "EISDIR": "a folder stands where a file is expected: move it away",
+    "ENAMETOOLONG": "the path is too long: choose a shorter --out",
+}
+
+
+def io_error_line(exc: OSError) -> str:
+    """One line for an OSError: the path, the system's words and what to do."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    where = exc.filename if exc.filename is not None else "a file"
+    advice = IO_ADVICE.get(name, "check the path and the disk, then rerun the same command to resume")
+    return f"{where}: {exc.strerror or type(exc).__name__}; {advice}"
 
 
 def _add_set_arg(p: argparse.ArgumentParser, example: str) -> None:
@@ -38,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train model ladders on rare/common task mixtures and study rare-task retention.",
     )
     parser.add_argument("--version", action="version", version=f"mechrare {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a ladder of models and save dense checkpoint series")
@@ -212,12 +240,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except MechrareError as exc:
-        print(f"mechrare: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print("mechrare: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        if isinstance(exc, MechrareError):
+            line, code = str(exc), EXIT_USAGE
+        elif isinstance(exc, OSError):
+            line, code = io_error_line(exc), EXIT_USAGE
+        elif isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(exc):
+            line, code = "out of memory: choose smaller models, batch_size or eval_batch_size", EXIT_USAGE
+        else:
+            first = (str(exc).strip().splitlines() or [""])[0][:200]
+            line = f"internal error ({type(exc).__name__}: {first}); rerun with --debug for the traceback and report it"
+            code = EXIT_INTERNAL
+        print(f"mechrare: error: {' '.join(line.split())}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

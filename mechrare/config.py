@@ -32,6 +32,12 @@ def require(cond: bool, path: str, msg: str) -> None:
         raise ConfigError(f"{path}: {msg}")
 
 
+#: the largest sizes mechrare builds (each takes seconds to set up; larger ones would hang)
+MAX_VOCAB = 2**20
+MAX_COMPLEXITY = 2**20
+MAX_SEQUENCE = 2**16
+
+
 @dataclass
 class ScheduleConfig:
     """Bursty "matched-frequency" placement: every ``every`` steps, the task's
@@ -67,7 +73,7 @@ class TaskConfig:
         return f"{self.family}:{self.complexity}" + (f":{self.variant}" if self.variant else "")
 
     def validate(self, path: str) -> None:
-        require(self.complexity >= 1, f"{path}.complexity", f"must be >= 1, got {self.complexity}")
+        require(1 <= self.complexity <= MAX_COMPLEXITY, f"{path}.complexity", f"must be in [1, {MAX_COMPLEXITY}], got {self.complexity}")
         require(self.variant == "" or (self.variant.isascii() and self.variant.isalnum()), f"{path}.variant",
                 f"must be letters and digits only (it names the task and its tokens), got {self.variant!r}")
         require(math.isfinite(self.frequency) and self.frequency > 0, f"{path}.frequency", f"must be finite and > 0, got {self.frequency}")
@@ -89,7 +95,7 @@ class BackgroundConfig:
     frequency: float = 1.0
 
     def validate(self, path: str) -> None:
-        require(self.vocab_size >= 2, f"{path}.vocab_size", f"must be >= 2, got {self.vocab_size}")
+        require(2 <= self.vocab_size <= MAX_VOCAB, f"{path}.vocab_size", f"must be in [2, {MAX_VOCAB}], got {self.vocab_size}")
         require(
             1 <= self.branching <= self.vocab_size,
             f"{path}.branching",
@@ -110,7 +116,8 @@ class MixtureConfig:
     upsample: dict[str, float] = field(default_factory=dict)
 
     def validate(self, path: str) -> None:
-        require(self.sequence_length >= 4, f"{path}.sequence_length", f"must be >= 4, got {self.sequence_length}")
+        require(4 <= self.sequence_length <= MAX_SEQUENCE, f"{path}.sequence_length",
+                f"must be in [4, {MAX_SEQUENCE}], got {self.sequence_length}")
         require(len(self.tasks) >= 1, f"{path}.tasks", "needs at least one task")
         require(self.eval_examples >= 1, f"{path}.eval_examples", f"must be >= 1, got {self.eval_examples}")
         names = [t.name for t in self.tasks]

@@ -1,5 +1,6 @@
 """CLI: bad input is one line on stderr, exit 2, nothing written; ls; config."""
 
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,42 @@ def test_run_trains_then_lists(tiny_run, capsys):
         assert f"{name}: wrote" in out
     assert "analyses: interference, neurons, probes, retention, sae" in out
     assert out.index("interference: wrote") < out.index("retention: wrote")
+
+
+def _raise(exc):
+    def command(args):
+        raise exc
+    return command
+
+
+@pytest.mark.parametrize("errno_name, advice", [("ENOSPC", "the disk is full"), ("EROFS", "read-only"),
+                                                ("ENOTDIR", "is a file, not a folder"), ("EIO", "check the path")])
+def test_io_errors_are_one_line_naming_the_path(monkeypatch, capsys, errno_name, advice):
+    import errno
+
+    import mechrare.cli as cli
+
+    exc = OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)), "/data/run/metrics.nc")
+    monkeypatch.setattr(cli, "cmd_ls", _raise(exc))
+    assert cli.main(["ls", "anything"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("mechrare: error: /data/run/metrics.nc: ") and advice in err
+
+
+def test_a_bug_is_one_line_with_exit_3_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import mechrare.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_ls", _raise(KeyError("next_loss_change")))
+    assert cli.main(["ls", "anything"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "internal error (KeyError" in err and "--debug" in err
+    with pytest.raises(KeyError):
+        cli.main(["--debug", "ls", "anything"])
+
+
+def test_out_of_memory_is_one_line(monkeypatch, capsys):
+    import mechrare.cli as cli
+
+    monkeypatch.setattr(cli, "cmd_ls", _raise(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried ...")))
+    assert cli.main(["ls", "anything"]) == 2
+    assert "out of memory" in capsys.readouterr().err

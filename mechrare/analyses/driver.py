@@ -160,7 +160,7 @@ class PerCheckpoint(Analysis):
         }
         loaded, damaged = check_parts(paths)
         for line in damaged:
-            log.warning("%s: recomputing %s", self.name, line)
+            log.warning("%s: recomputing %s", self.name, line.split(";")[0])
         todo = [key for key in paths if key not in loaded]
         workers = resolve_jobs(jobs, device.type, len(todo))
         with tqdm(total=len(todo), desc=self.name, unit="ckpt", disable=not progress) as bar:

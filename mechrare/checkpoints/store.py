@@ -82,9 +82,14 @@ class CheckpointStore(CheckpointSeries):
         """The checkpoint's mechrare.json (step, tokens, sha256, eval metrics)."""
         path = self.path(model, step, seed) / "mechrare.json"
         try:
-            return json.loads(path.read_text())
+            record = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise RunFolderError(f"{path}: damaged checkpoint record ({exc}); delete the step folder and rerun `mechrare train`") from None
+            record, why = None, str(exc)
+        else:
+            why = "not a JSON object with a sha256 table"
+        if not isinstance(record, dict) or not isinstance(record.get("sha256", {}), dict):
+            raise RunFolderError(f"{path}: damaged checkpoint record ({why}); rerun `mechrare train` with the run's config to regenerate it")
+        return record
 
     def fingerprint(self, model: str, step: int, seed: int = 0) -> str:
         record = self.info(model, step, seed).get("sha256", {})

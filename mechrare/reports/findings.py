@@ -352,6 +352,10 @@ def interference_lower_when_larger(data: RunData) -> Finding:
     if "abs_cos_nontask_ref" not in ds:
         return Finding("d", claim, MISSING, "interference.nc predates the coupling measure; rerun "
                        "`mechrare analyze RUN --only interference`", D_RULE)
+    lacking = [m for m in data.ladder if m not in ds.model.values]
+    if lacking:
+        return Finding("d", claim, MISSING, f"interference.nc lacks ladder model(s) {', '.join(lacking)}: analyse every "
+                       "ladder model (`mechrare analyze RUN --only interference`)", D_RULE)
     by = interference_by_model(data)
     x = np.log10([data.n_params(m) for m in data.ladder])
     slopes = {k: contrast(np.stack([by[m][k] for m in data.ladder], axis=1), slope_weights(x)) for k in ("coupling", "cos", "log_ratio")}

@@ -34,6 +34,7 @@ from mechrare.training.callbacks import (
     shared_progress,
 )
 from mechrare.checkpoints.train_state import has_state, load_state
+from mechrare.training.memory import check_memory
 from mechrare.training.repair import OnlySteps, repair_seed
 from mechrare.training.trainer import Trainer
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores, worker_state
@@ -262,6 +263,7 @@ def train_run(
     ``train.threads`` threads; every pair is trained exactly as it would be alone."""
     plan = Plan(config)
     device = resolve_device(config.train.device, "train.device")
+    check_memory(plan.shapes, len(plan.mixture.vocab), config.train.batch_size, config.mixture.sequence_length, device)
     refuse_foreign_folder(RunFolder(out))
     with run_lock(out, "mechrare train"):
         return _train_locked(config, out, name, plan, device, progress, echo)

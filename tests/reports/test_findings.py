@@ -174,6 +174,9 @@ def test_d_coupling_weaker_when_larger():
     old = good.drop_vars("abs_cos_nontask_ref")
     f = by_key(data(finals, {"interference": old}))["d"]
     assert f.status == MISSING and "predates the coupling measure" in f.evidence
+    # `analyze --models s` analysed one ladder model: not measured, and says which are lacking
+    f = by_key(data(finals, {"interference": good.sel(model=["s"])}))["d"]
+    assert f.status == MISSING and "lacks ladder model(s) m, l" in f.evidence
 
 
 def retention(events, p_learned=0.001, p_overwrite=0.001, calibrated=True, seeds=3, neurons_tested=None):

@@ -158,3 +158,18 @@ def test_divergence_stops_training_before_a_non_finite_checkpoint(tmp_path, caps
     assert main(["train", "tiny", "--out", str(tmp_path / "r2"), *ARGS, "--set", "train.lr=inf"]) == 2
     assert "train.lr: must be finite and > 0, got inf" in capsys.readouterr().err
     assert not (tmp_path / "r2").exists()
+
+
+@pytest.mark.parametrize("override, what", [
+    ('ladder.models=[{ name = "big", d_model = 8192, n_layers = 64, n_heads = 64 }]', "needs at least"),
+    ("train.batch_size=100000000", "needs at least"),
+    ("mixture.sequence_length=100000000", "must be in [4, 65536]"),
+    ("mixture.background.vocab_size=1000000000", "must be in [2, 1048576]"),
+    ("mixture.tasks.0.complexity=100000000", "must be in [1, 1048576]"),
+])
+def test_sizes_that_cannot_fit_or_would_hang_are_refused_before_anything_is_written(tmp_path, capsys, override, what):
+    out = tmp_path / "run"
+    assert main(["train", "tiny", "--out", str(out), *ARGS, "--set", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and what in err, err
+    assert not out.exists()
