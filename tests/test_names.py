@@ -67,12 +67,14 @@ def test_a_traversing_model_key_in_a_manifest_reads_and_writes_nothing_outside(t
     """The attack from the issue: a manifest whose model key climbs out of the run folder."""
     import json
 
+    from mechrare.checkpoints.atomic import sealed
+
     out = tmp_path / "a" / "b" / "run"
     assert main(["train", "tiny", "--out", str(out), "--set", 'ladder.models=["d8-l1"]', "--set", "train.steps=10",
                  "--set", "ladder.interventions=[]", "--no-progress"]) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["models"] = {key: manifest["models"]["d8-l1"]}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    (out / "manifest.json").write_text(json.dumps(sealed(manifest)))  # the seal is a checksum, not a signature
     (tmp_path / "elsewhere" / "m" / "seed_0").mkdir(parents=True)  # what the attacker points at
     before_outside = tree(tmp_path)
     for command in (["analyze", str(out), "--no-progress"], ["ls", str(out), "--verify"], ["report", str(out)],

@@ -1,10 +1,17 @@
-"""Temp-then-rename writes: a crash never leaves a half-written file or folder that looks whole."""
+"""Temp-then-rename writes: a crash never leaves a half-written file or folder that looks whole.
+
+A write that fails for lack of space or another I/O reason raises an ``OSError`` naming the file it
+was writing, whichever library failed (safetensors, netCDF and others report I/O errors in their own
+exception types), so that the CLI can say in one line what happened where.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from contextlib import contextmanager
@@ -29,6 +36,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+_OS_ERROR = re.compile(r"os error (\d+)|\[Errno (\d+)\]")
+LOW_SPACE = 64 * 1024
+
+
+def as_os_error(exc: BaseException, path: Path) -> OSError | None:
+    """``exc`` as an OSError naming ``path``, when it is an I/O failure (None otherwise): an OSError
+    without a file name, another library's error that carries an OS error number, or any failure
+    while the file system is out of space."""
+    if isinstance(exc, OSError):
+        if exc.filename is None and exc.errno is not None:
+            return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+        return None
+    from mechrare.errors import MechrareError
+
+    if not isinstance(exc, Exception) or isinstance(exc, MechrareError):
+        return None
+    m = _OS_ERROR.search(str(exc))
+    code = int(m.group(1) or m.group(2)) if m else None
+    if code is None:
+        try:
+            if shutil.disk_usage(path.parent if path.parent.exists() else ".").free < LOW_SPACE:
+                code = errno.ENOSPC
+        except OSError:
+            return None
+    return None if code is None else OSError(code, os.strerror(code), str(path))
+
+
+def _reraise_io(exc: BaseException, path: Path) -> None:
+    converted = as_os_error(exc, path)
+    if converted is not None:
+        raise converted from exc
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,6 +79,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except Exception as exc:
+        _reraise_io(exc, path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -53,6 +96,27 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+#: the key under which a JSON record carries the sha256 of the rest of its content
+RECORD_SHA = "record_sha256"
+
+
+def _record_digest(obj: dict) -> str:
+    rest = {k: v for k, v in obj.items() if k != RECORD_SHA}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def sealed(obj: dict) -> dict:
+    """``obj`` with the sha256 of its content under ``record_sha256`` (see :func:`seal_ok`)."""
+    return {**{k: v for k, v in obj.items() if k != RECORD_SHA}, RECORD_SHA: _record_digest(obj)}
+
+
+def seal_ok(obj: dict) -> bool | None:
+    """Whether a JSON record read back matches its ``record_sha256`` (None: it carries none, an older file)."""
+    if RECORD_SHA not in obj:
+        return None
+    return obj[RECORD_SHA] == _record_digest(obj)
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place on success."""
@@ -63,6 +127,9 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:
+        _reraise_io(exc, path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -87,6 +154,9 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
                     os.fsync(fh.fileno())
         os.rename(tmp, path)
         _fsync_dir(path.parent)
+    except Exception as exc:
+        _reraise_io(exc, path)
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mechrare._version import __version__
-from mechrare.checkpoints.atomic import atomic_write_json
+from mechrare.checkpoints.atomic import RECORD_SHA, atomic_write_json, seal_ok, sealed
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import RULE, inside, is_safe_name
@@ -93,6 +93,11 @@ class RunFolder:
             raw = json.loads(self.manifest_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RunFolderError(f"{self.manifest_path}: damaged manifest ({exc})") from None
+        if isinstance(raw, dict):
+            if seal_ok(raw) is False:
+                raise RunFolderError(f"{self.manifest_path}: damaged or edited manifest (its content does not match its "
+                                     f"{RECORD_SHA}); restore it, or delete the {RECORD_SHA} line to accept an edit made on purpose")
+            raw = {k: v for k, v in raw.items() if k != RECORD_SHA}
         try:
             return Manifest.from_dict(raw)
         except ConfigError as exc:
@@ -101,7 +106,7 @@ class RunFolder:
     def write_manifest(self, manifest: Manifest) -> None:
         """The one writer of manifest.json (atomic)."""
         manifest.validate("")
-        atomic_write_json(self.manifest_path, manifest.to_dict())
+        atomic_write_json(self.manifest_path, sealed(manifest.to_dict()))
 
     def update_model(self, model: str, **fields: Any) -> Manifest:
         manifest = self.read_manifest()

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mechrare.checkpoints.atomic import sha256_file
+from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok, sha256_file
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.series import WEIGHTS, Checkpoint, CheckpointSeries
@@ -87,9 +87,11 @@ class CheckpointStore(CheckpointSeries):
             record, why = None, str(exc)
         else:
             why = "not a JSON object with a sha256 table"
-        if not isinstance(record, dict) or not isinstance(record.get("sha256", {}), dict):
-            raise RunFolderError(f"{path}: damaged checkpoint record ({why}); rerun `mechrare train` with the run's config to regenerate it")
-        return record
+        if isinstance(record, dict) and seal_ok(record) is False:
+            why = f"its content does not match its {RECORD_SHA}"
+        elif isinstance(record, dict) and isinstance(record.get("sha256", {}), dict):
+            return {k: v for k, v in record.items() if k != RECORD_SHA}
+        raise RunFolderError(f"{path}: damaged checkpoint record ({why}); rerun `mechrare train` with the run's config to regenerate it")
 
     def fingerprint(self, model: str, step: int, seed: int = 0) -> str:
         record = self.info(model, step, seed).get("sha256", {})

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import sha256_file
+from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok, sha256_file
 from mechrare.checkpoints.run import STEP_RE, RunFolder
 from mechrare.errors import RunFolderError
 
@@ -40,6 +40,8 @@ def check_checkpoint(folder: Path) -> str | None:
         recorded = dict(record["sha256"])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         return f"damaged mechrare.json ({type(exc).__name__}); {RETRAIN}"
+    if seal_ok(record) is False:
+        return f"damaged mechrare.json (its content does not match its {RECORD_SHA}); {RETRAIN}"
     if not recorded:
         return f"mechrare.json records no sha256; {RETRAIN}"
     for name, expected in recorded.items():

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from mechrare.checkpoints.atomic import atomic_dir, sha256_file
+from mechrare.checkpoints.atomic import atomic_dir, sealed, sha256_file
 from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.training.evaluate import evaluate
 from mechrare.checkpoints.train_state import STATE_JSON, save_state
@@ -50,14 +50,16 @@ class CheckpointCallback(Callback):
         with atomic_dir(folder) as tmp:
             trainer.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(str(tmp))
+            files = sorted(p.name for p in tmp.iterdir() if p.is_file())
             record = {
                 "model": self.model_name,
                 "seed": self.seed,
                 **info,
-                "sha256": {"model.safetensors": sha256_file(tmp / "model.safetensors")},
+                # every file of the folder, the weights first (their sha256 is the checkpoint's fingerprint)
+                "sha256": {name: sha256_file(tmp / name) for name in sorted(files, key=lambda n: n != "model.safetensors")},
                 "mechrare_version": mechrare_version(),
             }
-            (tmp / "mechrare.json").write_text(json.dumps(record, indent=2) + "\n")
+            (tmp / "mechrare.json").write_text(json.dumps(sealed(record), indent=2) + "\n")
 
 
 class ResumeCallback(Callback):

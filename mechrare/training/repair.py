@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.series import WEIGHTS
-from mechrare.checkpoints.verify import checkpoint_problems
+from mechrare.checkpoints.verify import checkpoint_problems, expected_steps, resume_problem
 from mechrare.training.trainer import Callback, Trainer
 
 log = logging.getLogger("mechrare")
@@ -65,15 +65,22 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
-def repair_seed(run: RunFolder, model: str, seed: int, replay: Callable[[set[int]], None]) -> list[str]:
-    """Regenerate the checkpoints of a finished (model, seed) that are missing or damaged.
+def repair_seed(run: RunFolder, model: str, seed: int, replay: Callable[[set[int], bool], None]) -> list[str]:
+    """Regenerate the checkpoints of a finished (model, seed) that are missing or damaged, and its final
+    resume state when that is damaged.
 
-    ``replay(steps)`` trains from scratch and writes the checkpoints at ``steps``. Returns one line per
-    checkpoint repaired, saying whether it came back bit-identical."""
+    ``replay(steps, state)`` trains from scratch and writes the checkpoints at ``steps`` (and, with
+    ``state``, the resume state, training to the end). Returns one line per file repaired, saying
+    whether it came back bit-identical."""
     problems = checkpoint_problems(run, model, seed)
-    if not problems:
+    state = bool(expected_steps(run, model, seed)) and resume_problem(run, model, seed) is not None
+    if not problems and not state:
         return []
     desc = model if run.read_manifest().seeds == [0] else f"{model} seed {seed}"
+    state_aside = None
+    if state:
+        log.warning("%s: %s; regenerating it", desc, resume_problem(run, model, seed))
+        state_aside = move_aside(run.resume_dir(model, seed))
     moved: dict[int, tuple[Path, str | None]] = {}
     for step, what in problems.items():
         folder = run.step_dir(model, step, seed)
@@ -81,8 +88,11 @@ def repair_seed(run: RunFolder, model: str, seed: int, replay: Callable[[set[int
         if folder.exists():
             aside = move_aside(folder)
             moved[step] = (aside, held_weights_sha(aside))
-    replay(set(problems))
+    replay(set(problems), state)
     lines = []
+    if state_aside is not None:
+        shutil.rmtree(state_aside, ignore_errors=True)  # bookkeeping of a finished seed, now whole again
+        lines.append(f"{desc}: resume state regenerated")
     for step in problems:
         new = recorded_weights_sha(run.step_dir(model, step, seed))
         old_path, old = moved.get(step, (None, None))

@@ -204,19 +204,22 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
 
 
 def replay_model(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, steps: set[int],
-                 progress: bool = True) -> None:
+                 state: bool = False, progress: bool = True) -> None:
     """Train (model, seed) again from step 0 and write its checkpoints at ``steps`` only (see
-    :mod:`mechrare.training.repair`); the resume state is not touched."""
+    :mod:`mechrare.training.repair`); the resume state is written only with ``state`` (then to the end)."""
     desc = f"{_desc(plan, shape.name, seed)} (repair)"
     tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
-    trainer = make_trainer(run, plan, shape, device, seed, [
+    callbacks = [
         OnlySteps(EvalCallback(), steps),
         OnlySteps(CheckpointCallback(run, shape.name, tokenizer, seed), steps),
         ProgressCallback(desc, enabled=progress),
-    ])
+    ]
+    if state:
+        callbacks.append(ResumeCallback(run, shape.name, plan.resume_every, seed))
+    trainer = make_trainer(run, plan, shape, device, seed, callbacks)
     remove_stale_temps(run.seed_dir(shape.name, seed))
     try:
-        trainer.fit(until=max(steps))
+        trainer.fit(until=None if state else max(steps))
     except TrainingDiverged as exc:
         raise TrainingDiverged(f"{desc}: {exc}") from None
 
@@ -226,7 +229,8 @@ def repair_run(run: RunFolder, plan: Plan, device, progress: bool) -> list[str]:
     lines = []
     for shape in plan.shapes:
         for seed in plan.seeds:
-            replay = lambda steps, shape=shape, seed=seed: replay_model(run, plan, shape, device, seed, steps, progress)  # noqa: E731
+            replay = lambda steps, state, shape=shape, seed=seed: replay_model(  # noqa: E731
+                run, plan, shape, device, seed, steps, state, progress)
             lines += repair_seed(run, shape.name, seed, replay)
     return lines
 

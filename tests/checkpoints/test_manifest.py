@@ -5,6 +5,7 @@ import json
 import pytest
 
 from mechrare.checkpoints import Manifest, ModelRecord, RunFolder, TaskRecord
+from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok
 from mechrare.checkpoints.manifest import InterventionRecord, new_manifest
 from mechrare.errors import RunFolderError
 
@@ -76,5 +77,24 @@ def test_damaged_json_and_foreign_folders(tmp_path):
 def test_a_manifest_written_before_the_typed_model_still_reads(tiny_run):
     """The tiny run's file, as training writes it, reads back into the same records."""
     raw = json.loads((tiny_run.path / "manifest.json").read_text())
+    assert seal_ok(raw) is True  # it carries the sha256 of its content
+    raw.pop(RECORD_SHA)
     m = Manifest.from_dict(raw)
     assert m.to_dict() == raw
+
+
+def test_a_changed_manifest_is_named_and_the_way_to_accept_an_edit_is_given(tiny_run, tmp_path):
+    import shutil
+
+    from mechrare.checkpoints import RunFolder
+    from mechrare.errors import RunFolderError
+
+    shutil.copy(tiny_run.path / "manifest.json", tmp_path / "manifest.json")
+    raw = json.loads((tmp_path / "manifest.json").read_text())
+    raw["tasks"][0]["share"] += 0.001  # a bit flip or an edit that still parses
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(RunFolderError, match="damaged or edited manifest .*delete the record_sha256 line"):
+        RunFolder(tmp_path).read_manifest()
+    raw.pop(RECORD_SHA)  # an edit made on purpose
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    assert RunFolder(tmp_path).read_manifest().tasks[0].share == raw["tasks"][0]["share"]
