@@ -161,7 +161,11 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
 
 
 def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, callbacks: list) -> Trainer:
-    """A trainer of one (model, seed) at step 0, with the given callbacks."""
+    """A trainer of one (model, seed) at step 0, with the given callbacks. The process's torch generator
+    is seeded from the training seed, so the saved training state (which holds it) is the same in every
+    process and a repaired or resumed run's state equals an uninterrupted one's."""
+    import torch
+
     cfg = plan.config
     mixture = plan.mixtures[shape.name].with_order(seed)
     vocab = mixture.vocab
@@ -170,6 +174,7 @@ def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: in
     )
     attn = "sdpa" if device.type == "cuda" else "eager"
     model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
+    torch.manual_seed(init_seed(cfg.seed, seed) ^ 0x5EED)
     return Trainer(model, mixture, cfg.train, device, plan.schedule, callbacks=callbacks,
                    autocast_dtype=autocast_dtype(cfg.train.precision, device))
 
