@@ -110,5 +110,5 @@ class CheckpointStore(CheckpointSeries):
             if actual != expected:
                 raise ChecksumError(
                     f"{target}: sha256 {actual[:12]}... does not match the recorded {expected[:12]}...; "
-                    "the checkpoint is damaged: retrain it (delete the folder and rerun `mechrare train`)"
+                    "the checkpoint is damaged: rerun `mechrare train` with the run's config to regenerate it"
                 )

@@ -154,6 +154,19 @@ def load_legacy_state(path: Path, device) -> dict:
         with warnings.catch_warnings():  # torch's notes on a foreign pickle protocol: the one line says it all
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise _refuse(path, "it holds Python objects other than tensors and plain values: a pickle mechrare will not run") from None
+        raise _refuse(path, (str(exc).strip().splitlines() or ["unreadable pickle"])[0]) from None
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise _refuse(path, first) from None
+
+
+def check_state(folder: str | Path) -> None:
+    """Refuse (one line) a resume state in ``folder`` that cannot be loaded, before anything is written."""
+    folder = Path(folder)
+    if (folder / STATE_JSON).is_file():
+        verify_state(folder)
+    elif (folder / LEGACY_STATE).is_file():
+        load_legacy_state(folder / LEGACY_STATE, "cpu")

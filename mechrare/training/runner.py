@@ -33,7 +33,7 @@ from mechrare.training.callbacks import (
     ResumeCallback,
     shared_progress,
 )
-from mechrare.checkpoints.train_state import has_state, load_state
+from mechrare.checkpoints.train_state import check_state, has_state, load_state
 from mechrare.training.memory import check_memory
 from mechrare.training.repair import OnlySteps, repair_seed
 from mechrare.training.trainer import Trainer
@@ -292,6 +292,8 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
                 echo(f"{shape.name}{'' if len(plan.seeds) == 1 else f' seed {seed}'}: done already, skipping")
             else:
                 todo.append((shape, seed))
+    for shape, seed in todo:  # a resume state that cannot be used is refused before any status changes
+        check_state(run.resume_dir(shape.name, seed))
     threads = config.train.threads
     workers = resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
     if workers == 1:
