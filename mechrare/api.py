@@ -113,6 +113,14 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, j
         absent = [s for s in steps if s not in have]
         if absent:
             raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
+    unfinished = [m if ctx.series.seeds() == [0] else f"{m} seed {seed}"
+                  for m in models for seed in ctx.series.seeds(m) if not ctx.series.finished(m, seed)]
+    if unfinished:
+        import logging
+
+        logging.getLogger("mechrare").warning(
+            "analysing finished models only: %s not finished (still training, or stopped before the end: finish "
+            "with `mechrare train`)", ", ".join(unfinished))
     from mechrare.checkpoints.lock import run_lock
 
     out = {}

@@ -133,16 +133,21 @@ class PerCheckpoint(Analysis):
         """(model, seed) -> the steps to analyse."""
         models = select_models(ctx, models)
         wanted = None if steps is None else set(int(s) for s in steps)
-        plan = {}
+        plan, unfinished = {}, []
         for m in models:
             for seed in ctx.series.seeds(m):
+                if not ctx.series.finished(m, seed):
+                    unfinished.append(m if ctx.series.seeds() == [0] else f"{m} seed {seed}")
+                    continue
                 offered = [s for s in ctx.series.steps(m, seed) if wanted is None or s in wanted]
                 chosen = self.select_steps(ctx, cfg, m, offered)
                 if chosen:
                     plan[(m, seed)] = chosen
         if not plan:
             which = f"steps {sorted(wanted)}" if wanted is not None else "any checkpoint"
-            raise ConfigError(f"{self.name}: nothing to analyse: no model has {which}; see `mechrare ls` for the steps on disk")
+            also = f" (not finished, so not analysed: {', '.join(unfinished)}; finish with `mechrare train`)" if unfinished else ""
+            raise ConfigError(f"{self.name}: nothing to analyse: no finished model has {which}{also}; "
+                              "see `mechrare ls` for the steps on disk")
         return plan
 
     def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None,

@@ -62,6 +62,11 @@ class CheckpointSeries(ABC):
         """The training seeds of ``model`` (of the series when None) that have checkpoints."""
         return [0]
 
+    def finished(self, model: str, seed: int = 0) -> bool:
+        """Whether (model, seed) has all its checkpoints (a run still training, or stopped before its end,
+        has not: analyses skip it and say so)."""
+        return True
+
     @abstractmethod
     def steps(self, model: str, seed: int = 0) -> list[int]:
         """Steps with a whole checkpoint, ascending."""

@@ -49,6 +49,11 @@ class CheckpointStore(CheckpointSeries):
         self._check_model(model)
         return [s for s in self.manifest.seeds if self.run.complete_steps(model, s)]
 
+    def finished(self, model: str, seed: int = 0) -> bool:
+        record = self.manifest.model(model)
+        done = set(record.seeds_done) or ({0} if record.status == "done" else set())
+        return seed in done
+
     def _check_seed(self, seed: int) -> None:
         if seed not in self.manifest.seeds:
             raise RunFolderError(f"{self.run.path}: no seed {seed}; seeds: {', '.join(map(str, self.manifest.seeds))}")

@@ -85,3 +85,19 @@ def test_weights_that_come_back_different_are_kept_aside(pristine, tmp_path):
     (kept,) = run.seed_dir("d8-l1").glob(".damaged-step_10-*")
     assert json.loads((kept / "mechrare.json").read_text())["sha256"]["model.safetensors"] == "0" * 64
     assert verify_run(out)[0] == []
+
+
+def test_analyze_takes_finished_models_only_and_says_so(pristine, tmp_path, caplog):
+    import mechrare
+    from mechrare.checkpoints.atomic import sealed
+
+    out = tmp_path / "run"
+    shutil.copytree(pristine, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["models"]["d8-l1"].update(status="training", seeds_done=[])  # stopped before the end
+    (out / "manifest.json").write_text(json.dumps(sealed(manifest)))
+    with pytest.raises(mechrare.ConfigError, match="not finished, so not analysed: d8-l1"):
+        with caplog.at_level("WARNING", logger="mechrare"):
+            mechrare.analyze(out, only=["probes"], progress=False)
+    assert "analysing finished models only: d8-l1 not finished" in caplog.text
+    assert not (out / "analyses" / "probes.nc").exists()
