@@ -158,7 +158,7 @@ class Harness:
         self.n += 1
         out = self.work / f"t{self.n}"
         proc = train(out, wait=False)
-        delay = self.rng.uniform(0.5, self.t_train)
+        delay = self.rng.uniform(0.35, 1.0) * self.t_train  # the first ~35% is start-up (imports), where a kill is dull
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -171,7 +171,7 @@ class Harness:
     def kill_analyze(self) -> tuple[str, str]:
         out = self.fresh(with_analyses=False)
         proc = analyze(out, wait=False)
-        delay = self.rng.uniform(1.0, self.t_analyze)
+        delay = self.rng.uniform(0.15, 1.0) * self.t_analyze
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -206,8 +206,12 @@ class Harness:
             return "TRACEBACK", f"{where}: {[r.stderr.strip()[-200:] for r in steps]}"
         diff = differences(out, self.ref)
         from mechrare.checkpoints.verify import verify_run
+        from mechrare.errors import MechrareError
 
-        clean = not verify_run(out)[0]
+        try:
+            clean = not verify_run(out)[0]
+        except MechrareError:  # a manifest the user has to restore
+            clean = False
         if all(r.returncode == 0 for r in steps) and not diff and clean:
             return ("detected, repaired" if named else "harmless"), where
         if named and not all(r.returncode == 0 for r in steps):
