@@ -154,32 +154,26 @@ class Harness:
         shutil.copytree(self.ref, out, ignore=None if with_analyses else shutil.ignore_patterns("analyses"))
         return out
 
-    def kill_train(self) -> tuple[str, str]:
-        self.n += 1
-        out = self.work / f"t{self.n}"
-        proc = train(out, wait=False)
-        delay = self.rng.uniform(0.35, 1.0) * self.t_train  # the first ~35% is start-up (imports), where a kill is dull
+    def kill(self, command, out: Path, delay: float, keys=None) -> tuple[str, str]:
+        """Start ``command`` on ``out``, SIGKILL it after ``delay`` s, rerun it and compare with the reference."""
+        proc = command(out, wait=False)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        rerun = train(out)
+        rerun = command(out)
         if traceback_in(rerun) or rerun.returncode != 0:
             return ("TRACEBACK" if traceback_in(rerun) else "LOST"), f"killed at {delay:.1f} s; rerun exit {rerun.returncode}"
-        diff = differences(out, self.ref, training_keys)
+        diff = differences(out, self.ref, keys)
         return ("LOST" if diff else "resumed identical"), f"killed at {delay:.1f} s" + (f"; differs: {diff[:3]}" if diff else "")
+
+    def kill_train(self) -> tuple[str, str]:
+        self.n += 1
+        # the first ~35% is start-up (imports), where a kill is dull
+        return self.kill(train, self.work / f"t{self.n}", self.rng.uniform(0.35, 1.0) * self.t_train, training_keys)
 
     def kill_analyze(self) -> tuple[str, str]:
         out = self.fresh(with_analyses=False)
-        proc = analyze(out, wait=False)
-        delay = self.rng.uniform(0.15, 1.0) * self.t_analyze
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        rerun = analyze(out)
-        if traceback_in(rerun) or rerun.returncode != 0:
-            return ("TRACEBACK" if traceback_in(rerun) else "LOST"), f"killed at {delay:.1f} s; rerun exit {rerun.returncode}"
-        diff = differences(out, self.ref)
-        return ("LOST" if diff else "resumed identical"), f"killed at {delay:.1f} s" + (f"; differs: {diff[:3]}" if diff else "")
+        return self.kill(analyze, out, self.rng.uniform(0.15, 1.0) * self.t_analyze)
 
     def damage(self, how: str) -> tuple[str, str]:
         out = self.fresh()

@@ -85,6 +85,10 @@ class ModelRecord:
     #: the training seeds whose run finished (``status`` is ``done`` once every seed of the run is)
     seeds_done: list[int] = field(default_factory=list)
 
+    def finished_seeds(self) -> set[int]:
+        """The training seeds that finished (a folder from before seeds records only its status)."""
+        return set(self.seeds_done) or ({0} if self.status == "done" else set())
+
     def validate(self, path: str) -> None:
         require(self.n_params >= 0, f"{path}.n_params", f"must be >= 0, got {self.n_params}")
         require(self.status in STATUSES, f"{path}.status", f"must be one of {', '.join(STATUSES)}, got {self.status!r}")

@@ -7,10 +7,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok, sha256_file
+from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.series import WEIGHTS, Checkpoint, CheckpointSeries
+from mechrare.checkpoints.verify import first_mismatch
 from mechrare.errors import ChecksumError, RunFolderError
 
 __all__ = ["Checkpoint", "CheckpointStore"]
@@ -50,9 +51,7 @@ class CheckpointStore(CheckpointSeries):
         return [s for s in self.manifest.seeds if self.run.complete_steps(model, s)]
 
     def finished(self, model: str, seed: int = 0) -> bool:
-        record = self.manifest.model(model)
-        done = set(record.seeds_done) or ({0} if record.status == "done" else set())
-        return seed in done
+        return seed in self.manifest.model(model).finished_seeds()
 
     def _check_seed(self, seed: int) -> None:
         if seed not in self.manifest.seeds:
@@ -106,14 +105,13 @@ class CheckpointStore(CheckpointSeries):
 
     def verify(self, model: str, step: int, seed: int = 0) -> None:
         """Recompute every recorded sha256; raise ChecksumError on a mismatch."""
-        folder = self.path(model, step, seed)
-        for name, expected in self.info(model, step, seed)["sha256"].items():
-            target = folder / name
-            if target.parent != folder or not target.is_file():
-                raise ChecksumError(f"{target}: file recorded in mechrare.json is missing")
-            actual = sha256_file(target)
-            if actual != expected:
-                raise ChecksumError(
-                    f"{target}: sha256 {actual[:12]}... does not match the recorded {expected[:12]}...; "
-                    "the checkpoint is damaged: rerun `mechrare train` with the run's config to regenerate it"
-                )
+        bad = first_mismatch(self.path(model, step, seed), self.info(model, step, seed)["sha256"])
+        if bad is None:
+            return
+        target, actual, expected = bad
+        if actual is None:
+            raise ChecksumError(f"{target}: file recorded in mechrare.json is missing")
+        raise ChecksumError(
+            f"{target}: sha256 {actual[:12]}... does not match the recorded {expected[:12]}...; "
+            "the checkpoint is damaged: rerun `mechrare train` with the run's config to regenerate it"
+        )

@@ -29,6 +29,19 @@ class Problem:
 RETRAIN = "rerun `mechrare train` with the run's config to regenerate it"
 
 
+def first_mismatch(folder: Path, recorded: dict) -> tuple[Path, str | None, str] | None:
+    """The first file of ``recorded`` ({name: sha256}) that is missing from ``folder`` (or names a path
+    outside it) or does not match: (path, its sha256 or None when missing, the recorded sha256)."""
+    for name, expected in recorded.items():
+        target = folder / str(name)
+        if target.parent != folder or not target.is_file():
+            return target, None, expected
+        actual = sha256_file(target)
+        if actual != expected:
+            return target, actual, expected
+    return None
+
+
 def check_checkpoint(folder: Path) -> str | None:
     """What is wrong with the checkpoint folder (None: every file recorded in its mechrare.json is there
     and matches its sha256)."""
@@ -44,21 +57,18 @@ def check_checkpoint(folder: Path) -> str | None:
         return f"damaged mechrare.json (its content does not match its {RECORD_SHA}); {RETRAIN}"
     if not recorded:
         return f"mechrare.json records no sha256; {RETRAIN}"
-    for name, expected in recorded.items():
-        target = folder / str(name)
-        if target.parent != folder or not target.is_file():
-            return f"{name} is missing; {RETRAIN}"
-        if sha256_file(target) != expected:
-            return f"{name} does not match its recorded sha256 (damaged); {RETRAIN}"
-    return None
+    bad = first_mismatch(folder, recorded)
+    if bad is None:
+        return None
+    target, actual, _ = bad
+    return f"{target.name} {'is missing' if actual is None else 'does not match its recorded sha256 (damaged)'}; {RETRAIN}"
 
 
 def expected_steps(run: RunFolder, model: str, seed: int) -> list[int]:
     """The checkpoint steps a finished (model, seed) must have: the scheduled ones up to its final step."""
     manifest = run.read_manifest()
     record = manifest.model(model)
-    done = set(record.seeds_done) or ({0} if record.status == "done" else set())
-    if seed not in done:
+    if seed not in record.finished_seeds():
         return []
     last = record.final_step if record.final_step is not None else manifest.config["train"]["steps"]
     return [s for s in manifest.checkpoint_steps if s <= last]

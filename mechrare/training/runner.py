@@ -284,9 +284,7 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
     run = open_or_create(out, plan, name)
     todo = []
     for shape in plan.shapes:
-        record = run.read_manifest().model(shape.name)
-        # a folder from before seeds records only its status
-        finished = set(record.seeds_done) or ({0} if record.status == "done" else set())
+        finished = run.read_manifest().model(shape.name).finished_seeds()
         for seed in plan.seeds:
             if seed in finished:
                 echo(f"{shape.name}{'' if len(plan.seeds) == 1 else f' seed {seed}'}: done already, skipping")
