@@ -94,7 +94,7 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, j
     ``settings``: per analysis, a dict or config object that overrides the run's
     ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
     from mechrare.analyses import ANALYSES, ordered, resolve_settings
-    from mechrare.analyses.driver import select_models
+    from mechrare.analyses.driver import select_models, unfinished
 
     run = _as_run(run)
     names = _names(only, "only") or ANALYSES.names()
@@ -113,14 +113,13 @@ def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, j
         absent = [s for s in steps if s not in have]
         if absent:
             raise ConfigError(f"steps: no checkpoint at step {absent[0]} in {', '.join(models)}; steps: {sorted(have)}")
-    unfinished = [m if ctx.series.seeds() == [0] else f"{m} seed {seed}"
-                  for m in models for seed in ctx.series.seeds(m) if not ctx.series.finished(m, seed)]
-    if unfinished:
+    left = unfinished(ctx.series, models)
+    if left:
         import logging
 
         logging.getLogger("mechrare").warning(
             "analysing finished models only: %s not finished (still training, or stopped before the end: finish "
-            "with `mechrare train`)", ", ".join(unfinished))
+            "with `mechrare train`)", ", ".join(left))
     from mechrare.checkpoints.lock import run_lock
 
     out = {}

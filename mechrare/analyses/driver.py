@@ -70,6 +70,12 @@ def _compute_part(job) -> None:
     write_part(path, w["analysis"].compute(w["ctx"], w["cfg"], w["state"], ckpt, w["device"], steps), step)
 
 
+def unfinished(series, models: list[str]) -> list[str]:
+    """The (model, seed) pairs of ``models`` that have not finished training, as text."""
+    return [m if series.seeds() == [0] else f"{m} seed {seed}"
+            for m in models for seed in series.seeds(m) if not series.finished(m, seed)]
+
+
 def select_models(ctx: Context, models: list[str] | None) -> list[str]:
     have = ctx.series.models()
     if models is None:
@@ -133,11 +139,10 @@ class PerCheckpoint(Analysis):
         """(model, seed) -> the steps to analyse."""
         models = select_models(ctx, models)
         wanted = None if steps is None else set(int(s) for s in steps)
-        plan, unfinished = {}, []
+        plan = {}
         for m in models:
             for seed in ctx.series.seeds(m):
                 if not ctx.series.finished(m, seed):
-                    unfinished.append(m if ctx.series.seeds() == [0] else f"{m} seed {seed}")
                     continue
                 offered = [s for s in ctx.series.steps(m, seed) if wanted is None or s in wanted]
                 chosen = self.select_steps(ctx, cfg, m, offered)
@@ -145,8 +150,9 @@ class PerCheckpoint(Analysis):
                     plan[(m, seed)] = chosen
         if not plan:
             which = f"steps {sorted(wanted)}" if wanted is not None else "any checkpoint"
-            also = f" (not finished, so not analysed: {', '.join(unfinished)}; finish with `mechrare train`)" if unfinished else ""
-            raise ConfigError(f"{self.name}: nothing to analyse: no finished model has {which}{also}; "
+            left = unfinished(ctx.series, models)
+            also = f" (not finished, so not analysed: {', '.join(left)}; finish with `mechrare train`)" if left else ""
+            raise ConfigError(f"{self.name}: nothing to analyse: no {'finished ' if left else ''}model has {which}{also}; "
                               "see `mechrare ls` for the steps on disk")
         return plan
 
