@@ -9,14 +9,12 @@ gives both the all-parameter and the per-layer numbers.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from mechrare.data.instances import Instances
-
-_LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
+from mechrare.models.internals import Internals, internals
 
 
 @dataclass
@@ -24,22 +22,17 @@ class ParamGroups:
     names: list[str]  # parameter names, in order
     groups: list[str]  # group labels: embed, layer0.., head
     index: list[int]  # group index per parameter
+    internals: Internals | None = None  # where the architecture keeps its parts
 
     @classmethod
     def of(cls, model) -> "ParamGroups":
+        """The trainable parameters grouped by the architecture's own component names
+        (:mod:`mechrare.models.internals`): the token embedding, each block, and the rest
+        (final norm and head)."""
+        parts = internals(model)
         names = [n for n, p in model.named_parameters() if p.requires_grad]
-        n_layers = model.config.num_hidden_layers
-        groups = ["embed"] + [f"layer{l}" for l in range(n_layers)] + ["head"]
-        index = []
-        for name in names:
-            m = _LAYER.search(name)
-            if m:
-                index.append(1 + int(m.group(1)))
-            elif "embed_tokens" in name:
-                index.append(0)
-            else:  # final norm, lm_head
-                index.append(len(groups) - 1)
-        return cls(names, groups, index)
+        groups = ["embed"] + [f"layer{l}" for l in range(parts.n_layers)] + ["head"]
+        return cls(names, groups, [parts.group_of(n) for n in names], parts)
 
     def params(self, model) -> list:
         named = dict(model.named_parameters())

@@ -156,11 +156,11 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
         "task_loss": losses,
         "gram_layer": gram,
     }
-    layer = min(cfg.neuron_layer, model.config.num_hidden_layers - 1)
-    k = top_k_count(model.config.intermediate_size, cfg.top_k)
-    energy = np.stack([neuron_energy(g, groups.names, model.config.num_hidden_layers) for g in refs], -1)  # [L, n, T + 1]
+    layer = min(cfg.neuron_layer, groups.internals.n_layers - 1)
+    k = top_k_count(groups.internals.d_mlp, cfg.top_k)
+    energy = np.stack([neuron_energy(g, groups) for g in refs], -1)  # [L, n, T + 1]
     out["neuron_grad"] = energy
-    ref_rows = [neuron_rows(refs[t], groups.names, layer) for t in range(n_tasks)]
+    ref_rows = [neuron_rows(refs[t], groups, layer) for t in range(n_tasks)]
     chosen = [torch.as_tensor(top_neurons(energy[layer, :, t], k), device=device) for t in range(n_tasks)]
     steps = batch_steps(step, next_step, cfg.batches, cfg.batch_seed)
     comp_sum = [[torch.zeros_like(p) for p in params] for _ in range(comps)]
@@ -177,7 +177,7 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
             grads = torch.autograd.grad(parts[c], params, retain_graph=c < comps - 1)
             for acc, g in zip(comp_sum[c], grads):
                 acc += g / len(steps)
-            rows.append(neuron_rows(grads, groups.names, layer))
+            rows.append(neuron_rows(grads, groups, layer))
         total = sum(rows)
         for t in range(n_tasks):
             sel = chosen[t]

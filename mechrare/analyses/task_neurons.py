@@ -2,7 +2,8 @@
 
 A task's *task neurons* in an MLP block are the top-K neurons by the norm of the
 gradient of the task's held-out loss on the neuron's parameters (its gate and up
-rows and its down column): the paper's Section 4 protocol, first MLP layer. K is
+rows and its down column; an ungated MLP's input row and output column, e.g. GPT-NeoX's
+``dense_h_to_4h`` and ``dense_4h_to_h``): the paper's Section 4 protocol, first MLP layer. K is
 ``top_k`` or, when 0, 10% of the block's neurons with a minimum of 4
 (:func:`top_k_count`). The interference analysis computes the gradients (it holds
 every task's held-out gradient anyway) and stores their squared norms per neuron
@@ -38,19 +39,22 @@ def top_k_count(n_neurons: int, top_k: int = 0) -> int:
     return int(min(k, n_neurons))
 
 
-def neuron_rows(grads: list, names: list[str], layer: int):
-    """[n_neurons, 3 * d_model]: each MLP neuron's parameters (gate row, up row, down
-    column) of ``layer``, gathered from a gradient list in ``names`` order."""
+def neuron_rows(grads: list, groups, layer: int):
+    """[n_neurons, (2 or 3) * d_model]: each MLP neuron's parameters of block ``layer`` (its gate row
+    where the MLP is gated, its input row and its output column), gathered from a gradient list in
+    ``groups.names`` order (``groups``: a :class:`~mechrare.analyses.gradients.ParamGroups`, whose
+    ``internals`` name the weights for the architecture)."""
     import torch
 
-    by_name = dict(zip(names, grads))
-    pre = f"model.layers.{layer}.mlp."
-    return torch.cat([by_name[pre + "gate_proj.weight"], by_name[pre + "up_proj.weight"], by_name[pre + "down_proj.weight"].T], dim=1)
+    by_name = dict(zip(groups.names, grads))
+    ins, out = groups.internals.neuron_weights(layer)
+    return torch.cat([by_name[n] for n in ins] + [by_name[out].T], dim=1)
 
 
-def neuron_energy(grads: list, names: list[str], n_layers: int) -> np.ndarray:
+def neuron_energy(grads: list, groups) -> np.ndarray:
     """[n_layers, n_neurons] squared gradient norm on each MLP neuron's parameters."""
-    return np.stack([neuron_rows(grads, names, l).double().pow(2).sum(1).cpu().numpy() for l in range(n_layers)])
+    return np.stack([neuron_rows(grads, groups, l).double().pow(2).sum(1).cpu().numpy()
+                     for l in range(groups.internals.n_layers)])
 
 
 def top_neurons(energy: np.ndarray, k: int) -> np.ndarray:

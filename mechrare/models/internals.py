@@ -1,0 +1,114 @@
+"""Where a causal LM keeps its parts, by transformer_lens's component names.
+
+Analyses that differentiate through a Hugging Face model (interference, the
+task neurons) need the parameters of the embedding, of each block, of each
+block's MLP neurons and of the head. Their names differ by architecture
+(``model.layers.0.mlp.up_proj`` in Llama and OLMo-2,
+``gpt_neox.layers.0.mlp.dense_h_to_4h`` in GPT-NeoX), so they are read from the
+architecture adapter that a ``TransformerBridge`` over the same model would use:
+its ``embed``, ``blocks`` (with ``mlp.in``, ``mlp.gate``, ``mlp.out``),
+``ln_final`` and ``unembed`` components. Any architecture the bridge supports
+works; one it does not support is refused with one line.
+
+An MLP *neuron* n of block l owns row n of ``mlp.in`` (and of ``mlp.gate`` where
+the MLP is gated) and column n of ``mlp.out``: the paper's "gate and up rows and
+down column".
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from functools import lru_cache
+
+from mechrare.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Internals:
+    """Parameter names of one architecture (``{l}`` stands for the block index)."""
+
+    architecture: str
+    embed: str  # module name of the token embedding
+    blocks: str  # module name of the block list
+    mlp_in: str  # weight name inside a block: [d_mlp, d_model]
+    mlp_gate: str | None  # the same for the gate of a gated MLP, else None
+    mlp_out: str  # weight name inside a block: [d_model, d_mlp]
+    unembed: str
+    n_layers: int
+    d_mlp: int
+
+    def block_prefix(self, layer: int) -> str:
+        return f"{self.blocks}.{layer}."
+
+    def neuron_weights(self, layer: int) -> tuple[list[str], str]:
+        """(input-side weight names (gate first, where gated), output weight name) of block ``layer``."""
+        pre = self.block_prefix(layer)
+        ins = ([pre + self.mlp_gate] if self.mlp_gate else []) + [pre + self.mlp_in]
+        return ins, pre + self.mlp_out
+
+    def group_of(self, name: str) -> int:
+        """0 for the embedding, 1 + l for block l, n_layers + 1 for the rest (final norm, head)."""
+        if name.startswith(self.blocks + "."):
+            rest = name[len(self.blocks) + 1 :]
+            index = rest.split(".", 1)[0]
+            if index.isdigit():
+                return 1 + int(index)
+        if name.startswith(self.embed + "."):
+            return 0
+        return self.n_layers + 1
+
+
+def _architecture(config) -> str:
+    archs = getattr(config, "architectures", None) or []
+    return archs[0] if archs else ""
+
+
+@lru_cache(maxsize=32)
+def _names(architecture: str, config_json: str) -> tuple:
+    from transformers import AutoConfig
+
+    from transformer_lens.config import TransformerBridgeConfig
+    from transformer_lens.factories.architecture_adapter_factory import ArchitectureAdapterFactory
+    from transformer_lens.model_bridge.sources.transformers import (
+        determine_architecture_from_hf_config,
+        map_default_transformer_lens_config,
+    )
+    import json
+
+    data = json.loads(config_json)
+    config = AutoConfig.for_model(data.pop("model_type"), **data)
+    try:
+        tl = map_default_transformer_lens_config(config)
+        bridge_cfg = TransformerBridgeConfig.from_dict(dict(tl.__dict__))
+        bridge_cfg.architecture = determine_architecture_from_hf_config(config)
+        mapping = ArchitectureAdapterFactory.select_architecture_adapter(bridge_cfg).component_mapping
+    except (ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"architecture {architecture or config.model_type!r}: transformer_lens's TransformerBridge does not "
+                          f"support it ({str(e).splitlines()[0][:120]}); use an architecture it lists") from None
+    blocks = mapping["blocks"]
+    mlp = blocks.submodules.get("mlp")
+    subs = getattr(mlp, "submodules", {}) or {}
+    if mlp is None or "in" not in subs or "out" not in subs:
+        raise ConfigError(f"architecture {architecture!r}: its blocks have no dense MLP with input and output weights "
+                          "(mixture-of-experts and state-space blocks are not supported)")
+    gate = subs.get("gate")
+    return (mapping["embed"].name, blocks.name, f"{mlp.name}.{subs['in'].name}.weight",
+            f"{mlp.name}.{gate.name}.weight" if gate is not None else None, f"{mlp.name}.{subs['out'].name}.weight",
+            mapping["unembed"].name)
+
+
+def internals(model) -> Internals:
+    """The :class:`Internals` of a ``transformers`` causal LM (its config names the architecture)."""
+    config = copy.deepcopy(model.config)
+    if not _architecture(config):
+        config.architectures = [type(model).__name__]
+    arch = _architecture(config)
+    embed, blocks, mlp_in, mlp_gate, mlp_out, unembed = _names(arch, config.to_json_string(use_diff=False))
+    named = dict(model.named_parameters())
+    first = f"{blocks}.0.{mlp_in}"
+    if first not in named:
+        raise ConfigError(f"architecture {arch!r}: no parameter {first!r} where transformer_lens's adapter puts the MLP input; "
+                          "the checkpoint does not match its config")
+    n_layers = sum(1 for n in named if n.startswith(f"{blocks}.") and n.endswith("." + mlp_in))
+    return Internals(arch, embed, blocks, mlp_in, mlp_gate, mlp_out, unembed, n_layers, int(named[first].shape[0]))
