@@ -9,6 +9,9 @@ series, analyse every checkpoint, and report rare-task retention::
     datasets = mechrare.analyze(run, only=["probes"])  # xarray Datasets, also under runs/.../analyses/
     report = mechrare.report(run)                      # report.findings
 
+    series = mechrare.open_series("SERIES.toml", out="runs/pythia")   # checkpoints trained elsewhere
+    mechrare.analyze(series)                           # the same analyses, into runs/pythia/analyses/
+
 Importing ``mechrare`` is cheap: the API and the heavy libraries it uses
 (torch, transformers, transformer_lens, sae_lens) load on first use.
 """
@@ -18,6 +21,7 @@ from mechrare._version import __version__
 #: public name -> the module that defines it (loaded on first access)
 _API = {
     "open_run": "mechrare.runs",
+    "open_series": "mechrare.runs",
     "Run": "mechrare.runs",
     "train": "mechrare.api",
     "analyze": "mechrare.api",

@@ -25,12 +25,18 @@ from mechrare.runs import Run, open_run
 __all__ = ["ProbeFit", "analyze", "fit_probe", "gradient_interference", "open_run", "report", "run", "train"]
 
 
-def _as_run(run) -> Run:
+def _as_run(run, out: str | Path | None = None, progress: bool = True) -> Run:
+    """A Run from a Run, a run folder's path, or a SERIES.toml (recorded in ``out``)."""
+    from mechrare.runs import open_series
+    from mechrare.series import is_series_file
+
     if isinstance(run, Run):
         return run
     if isinstance(run, (str, Path)):
+        if is_series_file(run):
+            return open_series(run, out, progress=progress)
         return open_run(run)
-    raise ConfigError(f"run: expected a run folder's path or a Run (mechrare.open_run), got {type(run).__name__}")
+    raise ConfigError(f"run: expected a run folder's path, a SERIES.toml or a Run (mechrare.open_run / open_series), got {type(run).__name__}")
 
 
 def _names(value, what: str) -> list[str] | None:
@@ -84,20 +90,21 @@ def train(config="quickstart", out: str | Path | None = None, *, overrides=(), n
 
 
 # -- analyze ----------------------------------------------------------------------------------
-def analyze(run, only=None, models=None, steps=None, *, progress: bool = True, jobs: int = 0,
-            echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
-    """Run analyses over ``run`` (a path or Run) and return their xarray Datasets by name;
-    each is written to ``analyses/<name>.nc`` and resumes where it stopped.
+def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None = None, progress: bool = True,
+            jobs: int = 0, echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
+    """Run analyses over ``run`` (a run folder's path, a SERIES.toml or a Run) and return their xarray
+    Datasets by name; each is written to ``analyses/<name>.nc`` and resumes where it stopped.
+    ``out``: where a SERIES.toml's series is recorded and analysed (default ``runs/<name>``).
 
     ``only``: analysis names (default: all, each after the ones it reads); ``models`` /
     ``steps``: restrict to these; ``jobs``: worker processes on CPU (0: one per core, 1: none);
     ``settings``: per analysis, a dict or config object that overrides the run's
     ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
-    from mechrare.analyses import ANALYSES, ordered, resolve_settings
+    from mechrare.analyses import ANALYSES, default_names, ordered, resolve_settings
     from mechrare.analyses.driver import select_models, unfinished
 
-    run = _as_run(run)
-    names = _names(only, "only") or ANALYSES.names()
+    run = _as_run(run, out, progress)
+    names = _names(only, "only") or default_names(run.manifest.kind) or ANALYSES.names()
     for name in names:
         ANALYSES.get(name)  # a clear error for an unknown name, before any work
     names = ordered(names)

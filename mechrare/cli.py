@@ -12,7 +12,9 @@ import argparse
 import logging
 import sys
 
-from mechrare.errors import MechrareError
+from pathlib import Path
+
+from mechrare.errors import ConfigError, MechrareError
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
@@ -72,9 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run (resumable)")
-    p.add_argument("run", help="run folder")
-    p.add_argument("--only", help="comma-separated analyses [all]: probes, sae, neurons, interference, retention")
+    p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run or a SERIES.toml (resumable)")
+    p.add_argument("run", help="run folder, or a SERIES.toml describing checkpoints trained elsewhere")
+    p.add_argument("--out", help="for a SERIES.toml: the folder its record and analyses go to [runs/<series name>]")
+    p.add_argument("--only", help="comma-separated analyses [all that apply]: evaluation (series), probes, sae, neurons, "
+                                  "interference, retention")
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--steps", help="comma-separated checkpoint steps [all]")
@@ -99,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_toy)
 
-    p = sub.add_parser("ls", help="summarise a run folder: models, checkpoints, final metrics")
-    p.add_argument("run", help="run folder")
+    p = sub.add_parser("ls", help="summarise a run folder or a SERIES.toml: models, checkpoints, suspect checkpoints, final metrics")
+    p.add_argument("run", help="run folder, or a SERIES.toml (its checkpoints are found, hashed and checked; nothing is written)")
+    p.add_argument("--out", help="for a SERIES.toml: the folder it was analysed into (reuses its record)")
     p.add_argument("--steps", action="store_true", help="list every checkpoint step")
     p.add_argument("--verify", action="store_true",
                    help="check every checkpoint, resume state, dataset and analysis part against its checksum; "
@@ -145,7 +150,11 @@ def cmd_train(args) -> int:
 def cmd_analyze(args) -> int:
     import mechrare.api as api
 
-    api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps), jobs=args.jobs,
+    from mechrare.series import is_series_file
+
+    if args.out is not None and not is_series_file(args.run):
+        raise ConfigError(f"--out: is for a SERIES.toml; {args.run} is a run folder, whose analyses go into it")
+    api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps), jobs=args.jobs, out=args.out,
                 progress=not args.no_progress, echo=print, **_analysis_settings(args.overrides))
     return 0
 
@@ -201,8 +210,18 @@ def cmd_toy(args) -> int:
 
 
 def cmd_ls(args) -> int:
-    from mechrare.reports.listing import describe_run
+    from mechrare.reports.listing import describe_run, describe_series
+    from mechrare.series import inspect_series, is_series_file
 
+    if is_series_file(args.run):
+        spec, record = inspect_series(args.run, args.out, progress=not args.no_progress)
+        recorded = args.out if args.out and (Path(args.out) / "manifest.json").is_file() else None
+        print(describe_series(spec.name, record, Path(recorded) if recorded else None, args.steps, spec.exclude_suspect))
+        if args.verify:
+            return _verify_series(record)
+        return 0
+    if args.out is not None:
+        raise ConfigError(f"--out: is for a SERIES.toml; {args.run} is a run folder")
     print(describe_run(args.run, list_steps=args.steps))
     if not args.verify:
         return 0
@@ -214,6 +233,27 @@ def cmd_ls(args) -> int:
         print(f"\nverified: {checked}: every file matches its checksum")
         return 0
     print(f"\nverify: {len(problems)} bad file(s) among {checked}:")
+    print("\n".join(f"  {p}" for p in problems))
+    return 1
+
+
+def _verify_series(record: dict) -> int:
+    from mechrare.checkpoints.folders import FolderSeries
+    from mechrare.errors import ChecksumError
+
+    series = FolderSeries(record)
+    problems, n = [], 0
+    for model in series.models():
+        for step in series.steps(model):
+            n += 1
+            try:
+                series.verify(model, step)
+            except ChecksumError as e:
+                problems.append(str(e))
+    if not problems:
+        print(f"\nverified: {n} checkpoints: every file matches its recorded sha256")
+        return 0
+    print(f"\nverify: {len(problems)} bad checkpoint(s) of {n}:")
     print("\n".join(f"  {p}" for p in problems))
     return 1
 

@@ -21,7 +21,7 @@ from mechrare.data.taskset import MixtureTaskSet, TaskSet
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import inside
 
-DATASETS = ("metrics", "probes", "sae", "neurons", "interference", "retention", "toy")
+DATASETS = ("metrics", "evaluation", "probes", "sae", "neurons", "interference", "retention", "toy")
 
 
 @dataclass
@@ -31,13 +31,18 @@ class Context:
     series: CheckpointSeries
     tasks: TaskSet | None
     folder: Path
+    #: ``ladder`` (trained here: metrics.nc from training), ``series`` (trained elsewhere), ``toy``
+    kind: str = "ladder"
 
     def analysis_path(self, name: str) -> Path:
         return inside(self.folder, Path(self.folder) / "analyses" / f"{name}.nc")
 
     def dataset_path(self, name: str) -> Path:
-        """``metrics`` (the run's metrics.nc) or an analysis's dataset."""
-        return Path(self.folder) / "metrics.nc" if name == "metrics" else self.analysis_path(name)
+        """``metrics`` (the run's metrics.nc; an external series' analyses/evaluation.nc, its held-out
+        loss and accuracy per checkpoint) or an analysis's dataset."""
+        if name == "metrics":
+            return self.analysis_path("evaluation") if self.kind == "series" else Path(self.folder) / "metrics.nc"
+        return self.analysis_path(name)
 
     def require_tasks(self, analysis: str) -> TaskSet:
         if self.tasks is None:
@@ -84,13 +89,21 @@ class Run:
         return self.folder.path
 
     @cached_property
-    def series(self) -> CheckpointStore:
+    def series(self) -> CheckpointSeries:
+        if self.manifest.kind == "series":
+            from mechrare.series import series_checkpoints
+
+            return series_checkpoints(self.path, self.manifest.config)
         store = CheckpointStore(self.folder)
         store.manifest = self.manifest  # already read and validated
         return store
 
     @cached_property
     def tasks(self) -> TaskSet | None:
+        if self.manifest.kind == "series":
+            from mechrare.series import series_task_set
+
+            return series_task_set(self.manifest.config, self.series)
         return run_task_set(self.manifest)
 
     @property
@@ -106,7 +119,7 @@ class Run:
         return self.series.steps(model, seed)
 
     def context(self) -> Context:
-        return Context(self.series, self.tasks, self.path)
+        return Context(self.series, self.tasks, self.path, self.manifest.kind)
 
     # -- checkpoints ----------------------------------------------------------------------
     def load(self, model: str, step: int, **kwargs):
@@ -121,12 +134,14 @@ class Run:
     def dataset_path(self, name: str) -> Path:
         if name not in DATASETS:
             raise ConfigError(f"no dataset {name!r}; datasets: {', '.join(DATASETS)}")
-        return self.context().dataset_path(name)
+        return Context(None, None, self.path, self.manifest.kind).dataset_path(name)  # no task set needed
 
     def dataset(self, name: str):
         """``metrics`` or an analysis's dataset, as an in-memory xarray Dataset."""
         path = self.dataset_path(name)
         if not path.is_file():
+            if name == "metrics" and self.manifest.kind == "series":
+                name = "evaluation"
             how = "mechrare train" if name == "metrics" else f"mechrare analyze {self.path} --only {name}"
             raise RunFolderError(f"{path}: not written yet; make it with `{how}`")
         return open_dataset(path)
@@ -134,9 +149,20 @@ class Run:
     @property
     def datasets(self) -> dict:
         """Every dataset the folder holds now, by name."""
-        return {name: self.dataset(name) for name in DATASETS if self.dataset_path(name).is_file()}
+        names = [n for n in DATASETS if not (n == "evaluation" and self.manifest.kind == "series")]  # it is "metrics" there
+        return {name: self.dataset(name) for name in names if self.dataset_path(name).is_file()}
 
 
 def open_run(path: str | Path) -> Run:
     """Open a run folder (``mechrare train`` or ``mechrare toy`` wrote it)."""
     return Run(path)
+
+
+def open_series(source: str | Path, out: str | Path | None = None, *, progress: bool = True) -> Run:
+    """Open a series trained elsewhere: ``source`` is a SERIES.toml (:mod:`mechrare.checkpoints.series_spec`);
+    its checkpoints are found, hashed and checked, and recorded in ``out`` (default ``runs/<name>``), which
+    holds its analyses and report. Returns a :class:`Run`, so ``mechrare.analyze`` and ``mechrare.report``
+    take it as they take a run."""
+    from mechrare.series import record_series
+
+    return Run(record_series(source, out, progress=progress))

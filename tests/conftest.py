@@ -35,3 +35,21 @@ def tiny_run(tmp_path_factory, tiny_config):
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     return train_run(tiny_config, out, name="tiny", progress=False)
+
+
+@pytest.fixture(scope="session")
+def example_series(tmp_path_factory):
+    """``make(architecture, style)`` -> the SERIES.toml of a tiny locally trained series (built once per key)."""
+    from mechrare.examples.series import make_example_series
+
+    built = {}
+
+    def make(architecture: str = "gpt_neox", style: str = "step{step}"):
+        key = (architecture, style)
+        if key not in built:
+            folder = tmp_path_factory.mktemp(f"series-{architecture}")
+            built[key] = make_example_series(folder, architecture, sizes=(("tiny", 16, 1), ("small", 24, 2)),
+                                             steps=(0, 10, 20, 40), style=style)
+        return built[key]
+
+    return make

@@ -15,7 +15,7 @@ RANKS = [
     ("mechrare._version", "mechrare.errors", "mechrare.names", "mechrare.registry", "mechrare.config", "mechrare.devices", "mechrare.stats", "mechrare.workers"),
     ("mechrare.data", "mechrare.models"),
     ("mechrare.checkpoints",),
-    ("mechrare.training", "mechrare.activations", "mechrare.probes", "mechrare.runs"),
+    ("mechrare.training", "mechrare.activations", "mechrare.probes", "mechrare.series", "mechrare.runs", "mechrare.examples"),
     ("mechrare.analyses",),
     ("mechrare.reports",),
     ("mechrare.toy",),

@@ -53,6 +53,12 @@ At every checkpoint, with the model in fp32:
   ``loss_change_actual`` = the measured change of ``task_loss`` show how far first
   order carries over the interval.
 
+On a series trained elsewhere (:mod:`mechrare.series`) the training batches are not
+at hand: the batch quantities use proxy batches of the series' background text with
+its tasks injected at the shares SERIES.toml gives (:mod:`mechrare.data.proxy_batches`;
+``SERIES_BATCH_SIZE`` rows unless ``batch_size`` is set), and the dataset's
+``batches`` attribute says so. The reference-gradient quantities do not use batches.
+
 Intervals run between consecutive *analysed* checkpoints (all of them by
 default; ``steps=[...]`` picks coarser ones). Only the reference gradients, the
 component sums and one live gradient are held at once; each checkpoint's
@@ -81,8 +87,13 @@ from mechrare.analyses.gradients import (
 from mechrare.analyses.registry import as_context, register_analysis
 from mechrare.analyses.task_neurons import neuron_energy, neuron_rows, top_k_count, top_neurons
 from mechrare.checkpoints.datasets import describe, series_coords
+from mechrare.data.proxy_batches import PROXY
 from mechrare.data.taskset import BatchSource, TaskSet
 from mechrare.errors import ConfigError
+
+
+#: rows per proxy batch on a series trained elsewhere (where batch_size is 0)
+SERIES_BATCH_SIZE = 64
 
 
 @dataclass
@@ -266,6 +277,8 @@ class Interference(PerCheckpoint):
         if cfg.batch_size:
             return cfg.batch_size
         per = ctx.series.tokens_per_step()
+        if ctx.kind == "series" or per is None:
+            return SERIES_BATCH_SIZE  # a series' real batches are not at hand (proxy batches)
         length = ctx.tasks.require_batches(None, self.name).batch(0, 1).input_ids.shape[1]
         return per // length
 
@@ -283,7 +296,10 @@ class Interference(PerCheckpoint):
         i = steps.index(ckpt.step)
         next_step = steps[i + 1] if i + 1 < len(steps) else None
         model = ctx.series.load(ckpt.model, ckpt.step, seed=ckpt.seed, device=str(device))
-        next_params = ctx.series.state_dict(ckpt.model, next_step, seed=ckpt.seed) if next_step is not None else None
+        next_params = None
+        if next_step is not None:  # by parameter name as loaded (a file may name them otherwise, e.g. GPT-NeoX's embed_out)
+            following = ctx.series.load(ckpt.model, next_step, seed=ckpt.seed)
+            next_params = {n: p.detach() for n, p in following.named_parameters()}
         batches = ctx.tasks.require_batches(ckpt.model, self.name, seed=ckpt.seed)
         out, groups = checkpoint_interference(model, ctx.tasks, batches, cfg, batch_size, ckpt.step, next_params, next_step)
         out["groups"] = np.array(groups)
@@ -381,7 +397,7 @@ class Interference(PerCheckpoint):
                 "block": np.arange(L),
                 "neuron": np.arange(N),
             },
-            attrs={"batch_size": batch_size},
+            attrs={"batch_size": batch_size, "batches": PROXY if ctx.kind == "series" else "the training batches"},
         )
         return describe(ds, VARIABLES)
 

@@ -263,7 +263,7 @@ class Neurons(PerCheckpoint):
     part_ignore = ("device", "min_share", "selectivity", "claim_neurons", "claim_stable", "floor", "learned_gate", "alpha",
                    "blocks", "grad_floor")
     #: the paper's task neurons come from interference.nc's neuron_grad
-    after = ("interference",)
+    after = ("evaluation", "interference")
 
     def prepare(self, ctx, cfg: NeuronsConfig) -> list:
         tasks = ctx.tasks

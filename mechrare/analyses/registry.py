@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from mechrare.registry import Registry
 from mechrare.runs import Context, open_run
 
-__all__ = ["ANALYSES", "Analysis", "Context", "as_context", "ordered", "register_analysis"]
+__all__ = ["ANALYSES", "Analysis", "Context", "as_context", "default_names", "ordered", "register_analysis"]
 
 
 def as_context(run) -> Context:
@@ -35,12 +35,19 @@ class Analysis(ABC):
     config_class: ClassVar[type]
     #: analyses whose datasets this one reads when they are present (run after them)
     after: ClassVar[tuple[str, ...]] = ()
+    #: the kinds of series it runs on when no analysis is named (``ladder``: trained here; ``series``: elsewhere)
+    kinds: ClassVar[tuple[str, ...]] = ("ladder", "series")
 
     @abstractmethod
     def run(self, ctx: Context, cfg: Any, *, models: list[str] | None = None, steps: list[int] | None = None,
             progress: bool = True, jobs: int = 1):
         """Compute, write ``ctx.analysis_path(name)`` and return the xarray Dataset
         (``jobs``: worker processes it may use on CPU; 0 = one per core)."""
+
+
+def default_names(kind: str) -> list[str]:
+    """The analyses ``mechrare analyze`` runs on a series of ``kind`` when none is named."""
+    return [n for n in ANALYSES.names() if kind in ANALYSES.get(n).kinds]
 
 
 def ordered(names: list[str]) -> list[str]:

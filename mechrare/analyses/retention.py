@@ -287,7 +287,7 @@ def detect_series(da, signal: str, cfg: RetentionConfig, model: str, training_se
 class Retention(Analysis):
     name = "retention"
     config_class = RetentionConfig
-    after = ("probes", "sae", "neurons", "interference")
+    after = ("evaluation", "probes", "sae", "neurons", "interference")
 
     def run(self, ctx: Context, cfg: RetentionConfig, *, models=None, steps=None, progress: bool = True, jobs: int = 1):
         """Detect learned / peak / overwrite steps for every (model, seed, task, signal); writes analyses/retention.nc.

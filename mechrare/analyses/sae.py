@@ -62,6 +62,7 @@ from mechrare.analyses.sae_training import (
 )
 from mechrare.checkpoints.atomic import atomic_dir
 from mechrare.checkpoints.datasets import describe, series_coords
+from mechrare.data.proxy_batches import PROXY
 from mechrare.errors import ConfigError
 from mechrare.names import inside
 
@@ -309,7 +310,8 @@ class SAEs(PerCheckpoint):
                 "share": ("task", [shares.get(t, np.nan) for t in tasks]),
                 "complexity": ("task", [ctx.tasks.complexity(t) for t in tasks]),
             },
-            attrs={"sae_folder": os.path.relpath(self.sae_root(ctx, cfg), Path(ctx.folder))},
+            attrs={"sae_folder": os.path.relpath(self.sae_root(ctx, cfg), Path(ctx.folder)),
+                   "batches": PROXY if ctx.kind == "series" else "the run's own mixture, at steps beyond training"},
         )
         return describe(ds, VARIABLES)
 

@@ -24,7 +24,7 @@ from mechrare.names import RULE as NAME_RULE
 from mechrare.names import is_safe_name
 
 SCHEMA_VERSION = 1
-KINDS = ("ladder", "toy")
+KINDS = ("ladder", "toy", "series")  # series: checkpoints trained elsewhere (mechrare.series)
 STATUSES = ("pending", "training", "done")
 #: checkpoint folder layout: 1 = ``models/<model>/step_<N>`` (one seed, runs from before seeds);
 #: 2 = ``models/<model>/seed_<s>/step_<N>`` (what mechrare writes now)
@@ -123,7 +123,8 @@ class Manifest:
         require(self.layout == 2 or self.seeds == [0], f"{path}seeds", "a layout-1 run folder holds seed 0 only")
         require(self.schema == SCHEMA_VERSION, f"{path}schema", f"is {self.schema}, this mechrare reads {SCHEMA_VERSION}")
         require(self.kind in KINDS, f"{path}kind", f"must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        require(self.tokens_per_step >= 1, f"{path}tokens_per_step", f"must be >= 1, got {self.tokens_per_step}")
+        require(self.tokens_per_step >= 1 or (self.kind == "series" and self.tokens_per_step == 0), f"{path}tokens_per_step",
+                f"must be >= 1 (0: unknown, in an external series), got {self.tokens_per_step}")
         names = [t.name for t in self.tasks]
         require(len(set(names)) == len(names), f"{path}tasks", "a task appears twice")
         for model, record in self.models.items():

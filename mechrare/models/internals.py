@@ -108,7 +108,7 @@ def internals(model) -> Internals:
     named = dict(model.named_parameters())
     first = f"{blocks}.0.{mlp_in}"
     if first not in named:
-        raise ConfigError(f"architecture {arch!r}: no parameter {first!r} where transformer_lens's adapter puts the MLP input; "
-                          "the checkpoint does not match its config")
+        raise ConfigError(f"architecture {arch!r}: not supported for neuron and gradient analyses: transformer_lens's "
+                          f"adapter puts the MLP input at {first!r}, which the model does not have")
     n_layers = sum(1 for n in named if n.startswith(f"{blocks}.") and n.endswith("." + mlp_in))
     return Internals(arch, embed, blocks, mlp_in, mlp_gate, mlp_out, unembed, n_layers, int(named[first].shape[0]))

@@ -115,10 +115,20 @@ def findings_json(data: RunData, findings: list[Finding]) -> str:
     return json.dumps(payload, indent=2) + "\n"
 
 
+def source_line(data: RunData) -> str:
+    """Where an external series' checkpoints come from (its SERIES.toml's models)."""
+    parts = []
+    for m in data.manifest.config.get("models", []):
+        where = f"{m['repo']}@{m.get('revision', 'step{step}')}" if m.get("repo") else (m.get("path") or f"{len(m.get('paths', []))} listed folders")
+        parts.append(f"{m['name']}: {where}")
+    return "Series trained elsewhere, checkpoints from " + "; ".join(parts)
+
+
 def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
     lines = [
         f"# mechrare report: {data.manifest.name or data.run.path.name}",
         "",
+        *([source_line(data), ""] if data.kind == "series" else []),
         f"Run folder `{data.run.path}`; {len(data.models)} models x {len(data.seeds)} training seed{'s' if len(data.seeds) != 1 else ''}; rare task **{data.rare_task}** "
         f"(share {data.shares[data.rare_task]:.3f}), common task **{data.common_task}** (share {data.shares[data.common_task]:.3f}).",
         "",
@@ -220,6 +230,7 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
 <html lang="en"><head><meta charset="utf-8"><title>mechrare report: {_e(name)}</title>
 <style>{CSS}</style></head><body>
 <h1>Feature-retention report: {_e(name)}</h1>
+{f'<p class="meta">{_e(source_line(data))}</p>' if data.kind == "series" else ''}
 <p class="meta">rare task <b>{_e(data.rare_task)}</b> (share {data.shares[data.rare_task]:.3f}), common task
 <b>{_e(data.common_task)}</b> (share {data.shares[data.common_task]:.3f}); {len(data.models)} models x {len(data.seeds)} training seed(s); run folder {_e(data.run.path)}</p>
 <h2>Findings</h2>

@@ -49,8 +49,13 @@ def finding(key: str, order: int, kinds: tuple[str, ...] = ("ladder",)):
 
 
 def measure_findings(data: RunData) -> list[Finding]:
-    """Every registered finding that applies to this run's kind, in order."""
-    return [FINDINGS.get(key).measure(data) for key in applicable(FINDINGS, data.kind)]
+    """Every registered finding that applies to this run's kind, in order. On a series trained elsewhere
+    whose task shares are unknown, none is measured: which task is rare is what they all turn on."""
+    findings = [FINDINGS.get(key).measure(data) for key in applicable(FINDINGS, data.kind)]
+    if data.kind == "series" and not any(data.shares.values()):
+        why = "needs each task's share of training, to tell the rare task from the common: give [tasks] shares in SERIES.toml"
+        findings = [Finding(f.key, f.claim, MISSING, why, f.rule) for f in findings]
+    return findings
 
 
 def _fmt(values: dict[str, float], digits: int = 3) -> str:
@@ -370,6 +375,8 @@ def interference_lower_when_larger(data: RunData) -> Finding:
         f"||g_r|| / ||g_nt|| {means('log_ratio', lambda v: f'{10 ** v:.3g}')}: log10 slope per decade {ratio.text()}, "
         f"{_direction(ratio)}"
     )
+    if str(ds.attrs.get("batches", "")).startswith("proxy"):
+        evidence += "; g_nt from proxy batches (the series' background text with its tasks at the given shares), not its training batches"
     f = Finding("d", claim, INCONCLUSIVE, evidence, D_RULE)
     _decide(f, slopes["coupling"], holds_above=False)
     return _with(f, slopes["coupling"], "slope: mean over seeds +- t(0.975, seeds - 1) x seed s.e.; "

@@ -35,9 +35,53 @@ def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[st
     return ["model", "seed", "step"] + tasks, rows
 
 
+def describe_series(name: str, record: dict, folder: Path | None = None, list_steps: bool = False,
+                    exclude_suspect: bool = False) -> str:
+    """An external series (its ``series.json`` record): models, checkpoints, suspect checkpoints,
+    held-out accuracy at the last checkpoint where ``folder`` holds analyses/evaluation.nc."""
+    models = record["models"]
+    out = [f"series {name}" + (f"  (analyses in {folder})" if folder else "  (not recorded yet: mechrare analyze SERIES.toml --out DIR)"), ""]
+    rows, suspects = [], []
+    for model, m in models.items():
+        steps = sorted(int(s) for s in m["checkpoints"])
+        flagged = {int(s): e["suspect"] for s, e in m["checkpoints"].items() if e.get("suspect")}
+        suspects += [f"  {model} step {s}: {why}" for s, why in sorted(flagged.items())]
+        arch = ", ".join(m.get("architecture") or [m.get("model_type") or "?"])
+        rows.append([model, f"{m['n_params']:,}", arch, f"{m.get('vocab_size')}", len(steps), f"{steps[0]}..{steps[-1]}",
+                     len(flagged), m.get("tokens_per_step") or "-"])
+    out.append(_table(["model", "params", "architecture", "vocab", "checkpoints", "steps", "suspect", "tokens/step"], rows))
+    out += ["", f"suspect checkpoints ({'left out: exclude_suspect = true' if exclude_suspect else 'analysed; exclude_suspect = true leaves them out'}):"
+            if suspects else "suspect checkpoints: none (no identical weights, none out of place)"]
+    out += suspects
+    if folder is not None:
+        eval_path = Path(folder) / "analyses" / "evaluation.nc"
+        if eval_path.is_file():
+            from mechrare.checkpoints.datasets import open_dataset
+
+            acc = open_dataset(eval_path).accuracy
+            acc = acc.isel(seed=0) if "seed" in acc.dims else acc
+            tasks = [str(t) for t in acc.task.values]
+            rows = []
+            for model in acc.model.values:
+                series = acc.sel(model=model).dropna("step", how="all")
+                if series.sizes["step"]:
+                    last = series.isel(step=-1)
+                    rows.append([str(model), int(last.step)] + [f"{float(last.sel(task=t)):.3f}" for t in tasks])
+            out += ["", "held-out accuracy at the last checkpoint:", _table(["model", "step"] + tasks, rows)]
+        done = sorted(p.stem for p in (Path(folder) / "analyses").glob("*.nc"))
+        out += ["", f"analyses: {', '.join(done) if done else f'none yet (mechrare analyze {folder})'}"]
+    if list_steps:
+        out += [""] + [f"{model}: {' '.join(sorted(m['checkpoints'], key=int))}" for model, m in models.items()]
+    return "\n".join(out)
+
+
 def describe_run(path: str | Path, list_steps: bool = False) -> str:
     store = CheckpointStore(RunFolder(path))
     m = store.manifest
+    if m.kind == "series":
+        from mechrare.series import read_record
+
+        return describe_series(m.name, read_record(store.run.path), store.run.path, list_steps, m.config.get("exclude_suspect", False))
     if m.kind != "ladder":
         raise RunFolderError(f"{store.run.path}: a {m.kind} run has no checkpoints to list; open its report (`mechrare report {store.run.path}`)")
     out = [

@@ -2,7 +2,7 @@
 
 A :class:`FigureSpec` draws a matplotlib Figure from a :class:`~mechrare.reports.data.RunData`;
 a :class:`FindingSpec` measures one claim and returns a :class:`Finding`. Both
-name the run kinds they apply to (``ladder``, ``toy``) and the datasets they
+name the run kinds they apply to (``ladder``, ``toy``; ``series`` takes the ladder's too) and the datasets they
 need. Packages add their own through the ``mechrare.figures`` and
 ``mechrare.findings`` entry-point groups (the toy model registers its own this
 way) or with ``FIGURES.add`` / ``FINDINGS.add``.
@@ -73,6 +73,9 @@ FINDINGS: Registry[FindingSpec] = Registry("finding", entry_point_group="mechrar
 
 
 def applicable(registry: Registry, kind: str) -> list[str]:
-    """Names of the registry's entries that apply to runs of ``kind``, in report order."""
-    names = [n for n in registry.names() if kind in registry.get(n).kinds]
+    """Names of the registry's entries that apply to runs of ``kind``, in report order. A series trained
+    elsewhere (``series``) takes what applies to a ladder too: the same datasets, each entry saying
+    ``not measured`` (findings) or skipping (figures) where the series lacks what it needs."""
+    wanted = {kind, "ladder"} if kind == "series" else {kind}
+    names = [n for n in registry.names() if wanted & set(registry.get(n).kinds)]
     return sorted(names, key=lambda n: (registry.get(n).order, n))

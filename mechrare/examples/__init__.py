@@ -1,0 +1,1 @@
+"""Small, locally built material for examples, docs and tests (nothing is downloaded)."""
