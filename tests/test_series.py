@@ -130,3 +130,17 @@ def test_models_with_different_tokenizers_and_ids_outside_the_vocabulary_are_ref
     assert main(["analyze", str(toml), "--out", str(out), "--no-progress"]) == 2
     assert "token id 5000 is outside the model's vocabulary of" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_planted_duplicate_is_flagged_in_ls_and_the_report_and_can_be_left_out(example_series, tmp_path, capsys):
+    toml = copy(example_series, tmp_path)
+    root = toml.parent / "checkpoints" / "small"
+    shutil.copytree(root / "step20", root / "step30")
+    assert main(["ls", str(toml), "--no-progress"]) == 0
+    assert "  small step 30: identical weights to step 20" in capsys.readouterr().out
+    run = mechrare.open_series(toml, out=tmp_path / "out", progress=False)
+    assert run.steps("small") == [0, 10, 20, 30, 40]
+    rep = mechrare.report(run, progress=False)
+    assert "analysed (exclude_suspect = true leaves them out): small step 30 (identical weights to step 20)" in rep.summary.read_text()
+    toml.write_text("exclude_suspect = true\n" + toml.read_text())
+    assert mechrare.open_series(toml, out=tmp_path / "out2", progress=False).steps("small") == [0, 10, 20, 40]

@@ -116,12 +116,20 @@ def findings_json(data: RunData, findings: list[Finding]) -> str:
 
 
 def source_line(data: RunData) -> str:
-    """Where an external series' checkpoints come from (its SERIES.toml's models)."""
+    """Where an external series' checkpoints come from (its SERIES.toml's models), and its suspect checkpoints."""
+    from mechrare.series import read_record
+
     parts = []
     for m in data.manifest.config.get("models", []):
         where = f"{m['repo']}@{m.get('revision', 'step{step}')}" if m.get("repo") else (m.get("path") or f"{len(m.get('paths', []))} listed folders")
         parts.append(f"{m['name']}: {where}")
-    return "Series trained elsewhere, checkpoints from " + "; ".join(parts)
+    record = read_record(data.run.path)
+    flagged = [f"{model} step {s} ({e['suspect']})" for model, m in record["models"].items()
+               for s, e in sorted(m["checkpoints"].items(), key=lambda kv: int(kv[0])) if e.get("suspect")]
+    excluded = data.manifest.config.get("exclude_suspect", False)
+    suspect = ("suspect checkpoints, " + ("left out: " if excluded else "analysed (exclude_suspect = true leaves them out): ")
+               + "; ".join(flagged)) if flagged else "no suspect checkpoint (no identical weights, none out of place)"
+    return "Series trained elsewhere, checkpoints from " + "; ".join(parts) + f". {suspect[0].upper()}{suspect[1:]}."
 
 
 def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
