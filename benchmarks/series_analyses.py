@@ -45,8 +45,9 @@ def run_child(toml: Path, out: Path, model: str, name: str) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def suspects(toml: Path, plant: bool) -> tuple[int, int, list[str]]:
-    """(flagged, interior checkpoints, flags) of the series, with a duplicate and a misplaced final model planted."""
+def suspects(toml: Path, plant: bool, swap: bool = False) -> tuple[int, int, list[str]]:
+    """(flagged, interior checkpoints, flags) of the series, with a duplicate and a misplaced final model planted
+    (``plant``), or with two checkpoints' weights swapped (``swap``: misplaced, nothing identical)."""
     from mechrare.checkpoints.folders import discover
     from mechrare.checkpoints.series_integrity import scan_model
     from mechrare.checkpoints.series_spec import read_series_spec
@@ -61,6 +62,13 @@ def suspects(toml: Path, plant: bool) -> tuple[int, int, list[str]]:
             dup = steps[order[2]].parent / f"step{order[2] + 1}"
             shutil.copytree(steps[order[2]], dup)  # a branch serving another step's weights
             steps[order[2] + 1] = dup
+        if swap:
+            order = sorted(steps)
+            a, b = steps[order[3]] / "model.safetensors", steps[order[7]] / "model.safetensors"
+            tmp = a.with_suffix(".tmp")
+            a.rename(tmp)
+            b.rename(a)
+            tmp.rename(b)
         rec = scan_model(m.name, steps)
         interior += len(rec["checkpoints"]) - 2
         for s, e in rec["checkpoints"].items():
@@ -74,6 +82,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="/tmp/mechrare-series-bench")
     p.add_argument("--steps", default="0,5,10,15,20,25,30,35,40,45")
+    p.add_argument("--suspects-only", action="store_true", help="the suspect-checkpoint rule only (no timings)")
     args = p.parse_args()
     from mechrare.examples.series import make_example_series
 
@@ -84,6 +93,9 @@ def main() -> int:
     print(f"built the series in {time.perf_counter() - t:.0f} s")
     flagged, interior, flags = suspects(toml, plant=False)
     print(f"suspect rule on the trained series: {flagged} flagged of {interior} interior checkpoints" + "".join(f"\n  {f}" for f in flags))
+    if args.suspects_only:
+        plant_and_scan(root)
+        return 0
     from mechrare.checkpoints.folders import discover
     from mechrare.checkpoints.series_spec import read_series_spec
 
@@ -101,11 +113,19 @@ def main() -> int:
             r = run_child(toml, root / "out", m, name)
             cells.append(f"{r['wall'] / max(r['steps'], 1):.2f} s/ckpt ({r['steps']} ckpts, peak {r['rss_mb']:.0f} MB)")
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    plant_and_scan(root)
+    return 0
+
+
+def plant_and_scan(root: Path) -> None:
     planted_root = root / "planted"
     shutil.copytree(root / "series", planted_root)
     flagged, interior, flags = suspects(planted_root / "SERIES.toml", plant=True)
     print(f"\nplanted (per model: the final weights under a mid step, one step duplicated): {flagged} flagged" + "".join(f"\n  {f}" for f in flags))
-    return 0
+    swapped_root = root / "swapped"
+    shutil.copytree(root / "series", swapped_root)
+    flagged, interior, flags = suspects(swapped_root / "SERIES.toml", plant=False, swap=True)
+    print(f"\nswapped (per model: the weights of the 4th and 8th checkpoints exchanged): {flagged} flagged" + "".join(f"\n  {f}" for f in flags))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ _API = {
     "report": "mechrare.api",
     "run": "mechrare.api",
     "fit_probe": "mechrare.api",
+    "export_tasks": "mechrare.api",
     "ProbeFit": "mechrare.api",
     "gradient_interference": "mechrare.api",
     "verify": "mechrare.checkpoints.verify",

@@ -22,7 +22,7 @@ from mechrare.errors import ConfigError
 from mechrare.names import RULE, is_safe_name
 from mechrare.runs import Run, open_run
 
-__all__ = ["ProbeFit", "analyze", "fit_probe", "gradient_interference", "open_run", "report", "run", "train"]
+__all__ = ["ProbeFit", "analyze", "export_tasks", "fit_probe", "gradient_interference", "open_run", "report", "run", "train"]
 
 
 def _as_run(run, out: str | Path | None = None, progress: bool = True) -> Run:
@@ -242,3 +242,25 @@ def gradient_interference(run, model: str, step: int, tasks=None, *, device: str
         raise ConfigError("tasks: give at least two task sets to compare")
     hf = run.load(model, step, seed=training_seed, device=device)
     return gradient_gram(hf, data, batch_size=batch_size)
+
+
+# -- the built-in tasks, posed to another tokenizer ---------------------------------------------------
+def export_tasks(config="quickstart", tokenizer: str | Path = "", out: str | Path = "tasks", *, overrides=(),
+                 train_examples: int = 512, seed: int = 0) -> list[Path]:
+    """Write the tasks of ``config``'s mixture as JSONL files in ``tokenizer``'s ids (a tokenizer folder or
+    a checkpoint with one), for a SERIES.toml's ``[tasks] files``: each word the tasks use stands for a
+    random token of that vocabulary (:mod:`mechrare.data.export`). Returns the files."""
+    from mechrare.data.export import export_tasks as write
+    from mechrare.data.mixture import Mixture
+
+    _, cfg = load_run_config(config, list(overrides))
+    if train_examples < 1:
+        raise ConfigError(f"train_examples: must be >= 1, got {train_examples}")
+    try:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"tokenizer: cannot load a tokenizer from {str(tokenizer)!r} ({str(e).splitlines()[0][:120]}); "
+                          "give a local tokenizer folder or a checkpoint folder that holds one") from None
+    return write(Mixture(cfg.mixture, cfg.seed), tok, out, train_examples, seed)

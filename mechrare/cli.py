@@ -113,6 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar while verifying")
     p.set_defaults(func=cmd_ls)
 
+    p = sub.add_parser("export-tasks", help="write a config's tasks as JSONL in another tokenizer's ids (for a SERIES.toml)")
+    _add_config_args(p)
+    p._option_string_actions["--out"].help = "folder for the task files and mapping.json [tasks]"
+    p.add_argument("--tokenizer", required=True, help="a tokenizer folder, or a checkpoint folder that holds one")
+    p.add_argument("--examples", type=int, default=512, help="training draws per task, besides its eval set [512]")
+    p.add_argument("--seed", type=int, default=0, help="which random tokens stand for the tasks' words [0]")
+    p.set_defaults(func=cmd_export_tasks)
+
     p = sub.add_parser("presets", help="list built-in presets")
     p.set_defaults(func=cmd_presets)
 
@@ -235,6 +243,15 @@ def cmd_ls(args) -> int:
     print(f"\nverify: {len(problems)} bad file(s) among {checked}:")
     print("\n".join(f"  {p}" for p in problems))
     return 1
+
+
+def cmd_export_tasks(args) -> int:
+    import mechrare.api as api
+
+    out = args.out or "tasks"
+    files = api.export_tasks(args.config, args.tokenizer, out, overrides=args.overrides, train_examples=args.examples, seed=args.seed)
+    print(f"wrote {len(files)} task files and mapping.json to {out}: " + ", ".join(f.name for f in files))
+    return 0
 
 
 def _verify_series(record: dict) -> int:

@@ -11,8 +11,9 @@
 **Suspect checkpoints** (flagged; left out where ``exclude_suspect = true``), by a
 rule fixed before it was run on any series:
 
-* *identical*: its weights' sha256 equals an earlier step's (a hub branch that
-  serves another step's weights);
+* *identical*: its weights' sha256 equals another step's (a hub branch that
+  serves another step's weights). Every step of such a group is flagged: at most
+  one of them holds its own step's weights, and the hashes cannot tell which;
 * *out of place*: an interior checkpoint i whose two neighbours are closer to each
   other than half of its distance to the nearer one,
   ``|theta_{i+1} - theta_{i-1}| < 0.5 * min(|theta_i - theta_{i-1}|, |theta_{i+1} - theta_i|)``.
@@ -73,7 +74,7 @@ def scan_model(name: str, steps: dict[int, Path], tokens_per_step: int = 0, prog
     first_config, first_step, n_params = None, None, None
     tokenizer_sha: dict[str, str] | None = None
     window: list[tuple[int, dict]] = []  # the last two checkpoints' weights
-    by_sha: dict[str, int] = {}
+    by_sha: dict[str, list[int]] = {}
     for step, folder in sorted(steps.items()):
         folder = Path(folder)
         config = _config(folder)
@@ -97,9 +98,7 @@ def scan_model(name: str, steps: dict[int, Path], tokens_per_step: int = 0, prog
         count = sum(t.numel() for t in weights.values())
         n_params = count if n_params is None else n_params
         entry = {"path": str(folder), "files": files, "weights_sha256": weights_sha, "norm": _norm(weights)}
-        if weights_sha in by_sha:
-            entry["suspect"] = f"identical weights to step {by_sha[weights_sha]}"
-        by_sha.setdefault(weights_sha, step)
+        by_sha.setdefault(weights_sha, []).append(step)
         if window:
             entry["distance_prev"] = _distance(weights, window[-1][1])
         if len(window) == 2:
@@ -115,6 +114,11 @@ def scan_model(name: str, steps: dict[int, Path], tokens_per_step: int = 0, prog
         window = (window + [(step, weights)])[-2:]
         if progress is not None:
             progress.update()
+    for same in by_sha.values():  # at most one of them holds the weights of its step, and which one is unknown
+        for step in same if len(same) > 1 else []:
+            why = f"identical weights to step {', '.join(str(o) for o in same if o != step)}"
+            e = entries[str(step)]
+            e["suspect"] = f"{e['suspect']}; {why}" if e.get("suspect") else why
     vocab = first_config.get("vocab_size") if first_config else None
     return {"n_params": int(n_params or 0), "tokens_per_step": int(tokens_per_step), "architecture": (first_config or {}).get("architectures"),
             "model_type": (first_config or {}).get("model_type"), "vocab_size": vocab, "checkpoints": entries}
