@@ -182,7 +182,8 @@ def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
     rows = []
     for model in data.ladder + data.interventions + data.sweep_points:
         iv = data.intervention(model)
-        mix = ", ".join(f"{t} x{f:g}" for t, f in iv.upsample.items()) if iv else "the run's mixture"
+        mix = ", ".join(f"{t} x{f:g}" for t, f in iv.upsample.items()) if iv else (
+            "elsewhere (its own data)" if data.kind == "series" else "the run's mixture")
         accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else 3):.3f}" if data.metrics is not None else "-" for t in data.tasks]
         rows.append([model, f"{data.n_params(model):,}", mix] + accs)
     return header, rows
