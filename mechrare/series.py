@@ -72,7 +72,8 @@ def series_task_set(config: dict, series: FolderSeries):
     vocab = min(int(series.record["models"][m].get("vocab_size") or 2**62) for m in series.models())
     background = stream = None
     if spec.background is not None:
-        background, stream = read_background(spec.background.files, tokenizer, spec.background.sequence_length, spec.background.rows)
+        bg = spec.background
+        background, stream = read_background(bg.files, tokenizer, bg.sequence_length, bg.rows, dataset=bg.dataset, text_field=bg.text_field)
         big = int(max(background.max(), stream.max() if len(stream) else 0))
         if big >= vocab:
             raise ConfigError(f"background.files: token id {big} is outside the vocabulary of {vocab}; "

@@ -21,7 +21,7 @@
     shares = { capitals = 0.001 }            # optional: each task's share of training sequences (interference, SAEs)
 
     [background]                             # optional: non-task text (next-token baselines, neuron attribution)
-    files = ["text/*.txt"]
+    files = ["text/*.txt"]                   # or dataset = "saved/dataset" (save_to_disk), text_field = "text"
     sequence_length = 64
     rows = 256
 
@@ -96,12 +96,14 @@ class SeriesTasksSpec:
 
 @dataclass
 class SeriesBackgroundSpec:
-    files: list[str]
+    files: list[str] = field(default_factory=list)
+    dataset: str = ""  # a Hugging Face dataset saved with save_to_disk (a folder), instead of files
+    text_field: str = "text"  # the dataset's column of text
     sequence_length: int = 64
     rows: int = 256
 
     def validate(self, path: str) -> None:
-        require(len(self.files) >= 1, f"{path}.files", "must name at least one text file")
+        require(bool(self.files) != bool(self.dataset), path, "give files (text files) or dataset (a saved Hugging Face dataset), one of them")
         require(2 <= self.sequence_length <= 65536, f"{path}.sequence_length", f"must be in [2, 65536], got {self.sequence_length}")
         require(self.rows >= 1, f"{path}.rows", f"must be >= 1, got {self.rows}")
 
@@ -150,6 +152,8 @@ def read_series_spec(path: str | Path) -> SeriesSpec:
     spec.tasks.files = [_resolve(base, f) for f in spec.tasks.files]
     if spec.background is not None:
         spec.background.files = [_resolve(base, f) for f in spec.background.files]
+        if spec.background.dataset:
+            spec.background.dataset = _resolve(base, spec.background.dataset)
     spec.name = spec.name or (path.stem if is_safe_name(path.stem) else "series")
     return spec
 

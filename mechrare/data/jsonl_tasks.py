@@ -231,28 +231,50 @@ class JsonlTaskSet(TaskSet):
         return None if self._background is None else self._background[:rows]
 
 
-def read_background(files: list[str], tokenizer, sequence_length: int, rows: int, budget: int = 4_000_000) -> tuple[np.ndarray, np.ndarray]:
-    """(held-out [rows, sequence_length] token ids, the rest of the stream): the text of ``files``
-    (globs allowed) tokenized in order, each file ending with the end-of-text token; the first ``rows``
-    sequences are held out, up to ``budget`` further tokens are kept for training-like batches."""
+def background_texts(files: list[str] = (), dataset: str = "", text_field: str = "text"):
+    """The background's documents, in order: each text file (globs allowed), or each row's ``text_field``
+    of a Hugging Face dataset saved with ``save_to_disk``."""
     import glob
 
-    paths = sorted({p for f in files for p in (glob.glob(f) or [f])})
-    stream: list[int] = []
-    eos = tokenizer.eos_token_id
-    for p in paths:
+    if dataset:
         try:
-            text = Path(p).read_text(encoding="utf-8")
+            from datasets import load_from_disk
+
+            ds = load_from_disk(dataset)
+        except (FileNotFoundError, ValueError, OSError) as e:
+            raise ConfigError(f"background.dataset: cannot load a saved dataset from {dataset} ({str(e).splitlines()[0][:120]}); "
+                              "give a folder written by Dataset.save_to_disk") from None
+        if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: its first split
+            ds = ds[next(iter(ds.keys()))]
+        if text_field not in ds.column_names:
+            raise ConfigError(f"background.text_field: {dataset} has no column {text_field!r}; columns: {', '.join(ds.column_names)}")
+        for text in ds[text_field]:
+            if isinstance(text, str):
+                yield text
+        return
+    for p in sorted({p for f in files for p in (glob.glob(f) or [f])}):
+        try:
+            yield Path(p).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"background.files: no such file {p}") from None
         except UnicodeDecodeError:
             raise ConfigError(f"{p}: not UTF-8 text; background files must be UTF-8") from None
+
+
+def read_background(files: list[str], tokenizer, sequence_length: int, rows: int, budget: int = 4_000_000,
+                    dataset: str = "", text_field: str = "text") -> tuple[np.ndarray, np.ndarray]:
+    """(held-out [rows, sequence_length] token ids, the rest of the stream): the documents of
+    :func:`background_texts` tokenized in order, each ending with the end-of-text token; the first
+    ``rows`` sequences are held out, up to ``budget`` further tokens are kept for training-like batches."""
+    stream: list[int] = []
+    eos = tokenizer.eos_token_id
+    for text in background_texts(files, dataset, text_field):
         stream += list(tokenizer(text, add_special_tokens=False)["input_ids"]) + ([eos] if eos is not None else [])
         if len(stream) >= rows * sequence_length + budget:
             break
     n = len(stream) // sequence_length
     if n < 1:
-        raise ConfigError(f"background.files: {len(stream)} tokens, fewer than one sequence of {sequence_length}; give more text")
+        raise ConfigError(f"background: {len(stream)} tokens, fewer than one sequence of {sequence_length}; give more text")
     held = min(n, rows) * sequence_length
     arr = np.array(stream[: held + budget], dtype=np.int64)
     return arr[:held].reshape(-1, sequence_length), arr[held:]

@@ -58,6 +58,9 @@ def test_spec_checks_are_one_line(tmp_path):
         spec(f'[[models]]\nname = "../x"\npath = "x"\n{tasks}')
     with pytest.raises(ConfigError, match="colour: unknown key"):
         spec(f'colour = 1\n[[models]]\nname = "m"\npath = "x"\n{tasks}')
+    with pytest.raises(ConfigError, match="background: give files .* or dataset"):
+        spec(f'[[models]]\nname = "m"\npath = "x"\n{tasks}[background]\nfiles = ["a.txt"]\ndataset = "d"\n')
+    assert spec(f'[[models]]\nname = "m"\npath = "x"\n{tasks}[background]\ndataset = "d"\n').background.dataset == str(tmp_path / "d")
     s = spec(f'[[models]]\nname = "m"\npath = "ck/step{{step}}"\n{tasks}')
     assert s.models[0].path == str(tmp_path / "ck/step{step}") and s.tasks.files == [str(tmp_path / "t.jsonl")] and s.name == "S"
 

@@ -103,3 +103,24 @@ def test_proxy_batches_inject_training_instances_into_background_text(tmp_path, 
         assert inst[-1] == tok.eos_token_id and tuple(inst[:-1]) in train
     assert not b.task_mask[b.task == -1].any()
     assert JsonlTaskSet([path], tok, len(tok), background=held, stream=stream).batches() is None  # no shares: no batches
+
+
+def test_background_from_a_saved_hf_dataset_equals_the_same_text_files(tmp_path, tok):
+    from datasets import Dataset
+
+    from mechrare.examples.series import sentence
+
+    rng = np.random.default_rng(1)
+    docs = ["\n".join(sentence(rng) for _ in range(20)) for _ in range(30)]
+    Dataset.from_dict({"body": docs, "n": list(range(30))}).save_to_disk(str(tmp_path / "saved"))
+    files = []
+    for i, d in enumerate(docs):
+        (tmp_path / f"d{i:02d}.txt").write_text(d)
+        files.append(str(tmp_path / f"d{i:02d}.txt"))
+    from_ds = read_background([], tok, 16, 8, dataset=str(tmp_path / "saved"), text_field="body")
+    from_files = read_background(files, tok, 16, 8)
+    assert np.array_equal(from_ds[0], from_files[0]) and np.array_equal(from_ds[1], from_files[1])
+    with pytest.raises(ConfigError, match="background.text_field: .* has no column 'text'; columns: body, n"):
+        read_background([], tok, 16, 8, dataset=str(tmp_path / "saved"))
+    with pytest.raises(ConfigError, match="background.dataset: cannot load a saved dataset"):
+        read_background([], tok, 16, 8, dataset=str(tmp_path / "nothing"))
