@@ -226,7 +226,10 @@ def cmd_ls(args) -> int:
         recorded = args.out if args.out and (Path(args.out) / "manifest.json").is_file() else None
         print(describe_series(spec.name, record, Path(recorded) if recorded else None, args.steps, spec.exclude_suspect))
         if args.verify:
-            return _verify_series(record)
+            from mechrare.checkpoints.verify import series_problems
+
+            problems, n = series_problems(record)
+            return _print_verified(problems, {"checkpoints": n})
         return 0
     if args.out is not None:
         raise ConfigError(f"--out: is for a SERIES.toml; {args.run} is a run folder")
@@ -235,14 +238,7 @@ def cmd_ls(args) -> int:
         return 0
     from mechrare.checkpoints.verify import verify_run
 
-    problems, counts = verify_run(args.run, progress=not args.no_progress)
-    checked = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-    if not problems:
-        print(f"\nverified: {checked}: every file matches its checksum")
-        return 0
-    print(f"\nverify: {len(problems)} bad file(s) among {checked}:")
-    print("\n".join(f"  {p}" for p in problems))
-    return 1
+    return _print_verified(*verify_run(args.run, progress=not args.no_progress))
 
 
 def cmd_export_tasks(args) -> int:
@@ -254,23 +250,13 @@ def cmd_export_tasks(args) -> int:
     return 0
 
 
-def _verify_series(record: dict) -> int:
-    from mechrare.checkpoints.folders import FolderSeries
-    from mechrare.errors import ChecksumError
-
-    series = FolderSeries(record)
-    problems, n = [], 0
-    for model in series.models():
-        for step in series.steps(model):
-            n += 1
-            try:
-                series.verify(model, step)
-            except ChecksumError as e:
-                problems.append(str(e))
+def _print_verified(problems: list, counts: dict[str, int]) -> int:
+    """What ``ls --verify`` prints; 1 when a file is bad."""
+    checked = ", ".join(f"{n} {kind}" for kind, n in counts.items())
     if not problems:
-        print(f"\nverified: {n} checkpoints: every file matches its recorded sha256")
+        print(f"\nverified: {checked}: every file matches its checksum")
         return 0
-    print(f"\nverify: {len(problems)} bad checkpoint(s) of {n}:")
+    print(f"\nverify: {len(problems)} bad file(s) among {checked}:")
     print("\n".join(f"  {p}" for p in problems))
     return 1
 

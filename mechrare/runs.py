@@ -77,9 +77,11 @@ class Run:
     >>> run.dataset("metrics").accuracy.sel(task="facts:256")   # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tasks: TaskSet | None = None):
         self.folder = RunFolder(path)
         self.manifest: Manifest = self.folder.read_manifest()
+        if tasks is not None:  # already built by whoever wrote the folder (open_series): not tokenized twice
+            self.__dict__["tasks"] = tasks
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}: {len(self.models)} models, tasks {', '.join(self.manifest.task_names)})"
@@ -165,4 +167,4 @@ def open_series(source: str | Path, out: str | Path | None = None, *, progress: 
     take it as they take a run."""
     from mechrare.series import record_series
 
-    return Run(record_series(source, out, progress=progress))
+    return Run(*record_series(source, out, progress=progress))

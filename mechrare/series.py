@@ -23,38 +23,22 @@ vocabulary.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import atomic_write_json, seal_ok, sealed
-from mechrare.checkpoints.folders import FolderSeries, discover
+from mechrare.checkpoints.atomic import atomic_write_json, sealed
+from mechrare.checkpoints.folders import RECORD, FolderSeries, discover, read_record
 from mechrare.checkpoints.manifest import ModelRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.run import RunFolder
-from mechrare.checkpoints.series_integrity import scan
+from mechrare.checkpoints.series_integrity import TOKENIZER_FILES, scan
 from mechrare.checkpoints.series_spec import SeriesSpec, read_series_spec, spec_from_dict
 from mechrare.config import drop_none
-from mechrare.errors import ConfigError, RunFolderError
+from mechrare.errors import ConfigError
 
-RECORD = "series.json"
 
 
 def is_series_file(path: str | Path) -> bool:
     """Whether ``path`` names a SERIES.toml (rather than a run folder)."""
     return str(path).endswith(".toml") and Path(path).is_file()
-
-
-def read_record(folder: Path) -> dict:
-    path = Path(folder) / RECORD
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunFolderError(f"{path}: missing; reopen the series with `mechrare analyze SERIES.toml --out {folder}`") from None
-    except (ValueError, UnicodeDecodeError):
-        raise RunFolderError(f"{path}: damaged (not JSON); delete it and reopen the series with `mechrare analyze SERIES.toml --out {folder}`") from None
-    if not isinstance(raw, dict) or seal_ok(raw) is not True or not isinstance(raw.get("models"), dict):
-        raise RunFolderError(f"{path}: damaged or edited (its content does not match its record_sha256); delete it and "
-                             f"reopen the series with `mechrare analyze SERIES.toml --out {folder}`")
-    return raw
 
 
 def series_checkpoints(folder: Path, config: dict) -> FolderSeries:
@@ -83,8 +67,6 @@ def series_task_set(config: dict, series: FolderSeries):
 
 
 def _check_tokenizers(record: dict) -> None:
-    from mechrare.checkpoints.series_integrity import TOKENIZER_FILES
-
     seen = None
     for name, m in record["models"].items():
         first = m["checkpoints"][min(m["checkpoints"], key=int)]
@@ -135,7 +117,7 @@ def inspect_series(source: str | Path, out: str | Path | None = None, *, progres
     if folder.path.exists() and not folder.path.is_dir():
         raise ConfigError(f"--out: {folder.path} is a file; give a folder for the series' analyses")
     found = {m.name: (discover(m, f"models[{i}]"), m.tokens_per_step) for i, m in enumerate(spec.models)}
-    old = _prior(spec, folder, source) if out is not None or folder.path.exists() else None
+    old = _prior(spec, folder, source)
     same = old is not None and set(old["models"]) == set(found) and all(
         set(old["models"][n]["checkpoints"]) == {str(s) for s in steps}
         and all(old["models"][n]["checkpoints"][str(s)]["path"] == str(p) for s, p in steps.items())
@@ -145,9 +127,9 @@ def inspect_series(source: str | Path, out: str | Path | None = None, *, progres
     return spec, record
 
 
-def record_series(source: str | Path, out: str | Path | None = None, *, progress: bool = True) -> Path:
+def record_series(source: str | Path, out: str | Path | None = None, *, progress: bool = True):
     """Check the series of ``source`` (a SERIES.toml) and record it in ``out`` (default ``runs/<name>``);
-    returns the folder, which then opens as a run (:func:`mechrare.runs.open_series`). Reopening with the
+    returns (the folder, its task set), which then opens as a run (:func:`mechrare.runs.open_series`). Reopening with the
     same spec reuses the record; a changed spec is refused; nothing is written when a check fails."""
     spec, record = inspect_series(source, out, progress=progress)
     folder = RunFolder(Path(out) if out is not None else Path("runs") / spec.name)
@@ -155,4 +137,4 @@ def record_series(source: str | Path, out: str | Path | None = None, *, progress
     folder.path.mkdir(parents=True, exist_ok=True)
     atomic_write_json(folder.path / RECORD, sealed(record))
     folder.write_manifest(_manifest(spec, record, tasks))
-    return folder.path
+    return folder.path, tasks

@@ -90,6 +90,9 @@ def test_cli_analyze_ls_and_report_on_a_series(example_series, tmp_path, capsys)
     capsys.readouterr()
     assert main(["ls", str(toml), "--out", str(out), "--verify", "--no-progress"]) == 1
     assert "step20/model.safetensors: changed since the series was first opened" in capsys.readouterr().out
+    assert main(["ls", str(out), "--verify", "--no-progress"]) == 1  # the output folder verifies the series too
+    assert "step20/model.safetensors: changed since the series was first opened" in capsys.readouterr().out
+    assert [p.path.name for p in mechrare.verify(out, progress=False)] == ["model.safetensors"]
     assert main(["analyze", str(out), "--only", "evaluation", "--no-progress"]) == 0  # parts made before: no reload
     assert main(["analyze", str(out), "--only", "probes", "--set", "probes.seed=1", "--no-progress"]) == 2
     assert "changed since the series was first opened" in capsys.readouterr().err

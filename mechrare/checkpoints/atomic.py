@@ -184,3 +184,16 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def first_mismatch(folder: Path, recorded: dict) -> tuple[Path, str | None, str] | None:
+    """The first file of ``recorded`` ({name: sha256}) that is missing from ``folder`` (or names a path
+    outside it) or does not match: (path, its sha256 or None when missing, the recorded sha256)."""
+    for name, expected in recorded.items():
+        target = folder / str(name)
+        if target.parent != folder or not target.is_file():
+            return target, None, expected
+        actual = sha256_file(target)
+        if actual != expected:
+            return target, actual, expected
+    return None

@@ -13,13 +13,14 @@ every load is verified.
 from __future__ import annotations
 
 import glob
+import json
 import re
 from pathlib import Path
 
+from mechrare.checkpoints.atomic import first_mismatch, seal_ok
 from mechrare.checkpoints.hf_folder import load_weights
 from mechrare.checkpoints.series import CheckpointSeries
 from mechrare.checkpoints.series_spec import FOLDER_STYLES, STEP_FIELD, SeriesModelSpec
-from mechrare.checkpoints.verify import first_mismatch
 from mechrare.errors import ChecksumError, ConfigError, RunFolderError
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -100,6 +101,25 @@ def discover(spec: SeriesModelSpec, where: str = "models") -> dict[int, Path]:
             raise ConfigError(f"{where}.paths: no checkpoint at {missing[0]} (no config.json)")
         return out
     return _from_pattern(spec, where)
+
+
+#: the record of a series in its output folder (see mechrare.checkpoints.series_integrity)
+RECORD = "series.json"
+
+
+def read_record(folder: Path) -> dict:
+    path = Path(folder) / RECORD
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: missing; reopen the series with `mechrare analyze SERIES.toml --out {folder}`") from None
+    except (ValueError, UnicodeDecodeError):
+        raise RunFolderError(f"{path}: damaged (not JSON); delete it and reopen the series with `mechrare analyze SERIES.toml --out {folder}`") from None
+    if not isinstance(raw, dict) or seal_ok(raw) is not True or not isinstance(raw.get("models"), dict):
+        raise RunFolderError(f"{path}: damaged or edited (its content does not match its record_sha256); delete it and "
+                             f"reopen the series with `mechrare analyze SERIES.toml --out {folder}`")
+    return raw
+
 
 
 class FolderSeries(CheckpointSeries):

@@ -7,11 +7,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok
+from mechrare.checkpoints.atomic import RECORD_SHA, first_mismatch, seal_ok
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.series import WEIGHTS, Checkpoint, CheckpointSeries
-from mechrare.checkpoints.verify import first_mismatch
 from mechrare.errors import ChecksumError, RunFolderError
 
 __all__ = ["Checkpoint", "CheckpointStore"]

@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok, sha256_file
+from mechrare.checkpoints.atomic import RECORD_SHA, first_mismatch, seal_ok
 from mechrare.checkpoints.run import STEP_RE, RunFolder
-from mechrare.errors import RunFolderError
+from mechrare.errors import ChecksumError, RunFolderError
 
 
 @dataclass(frozen=True)
@@ -27,19 +27,6 @@ class Problem:
 
 
 RETRAIN = "rerun `mechrare train` with the run's config to regenerate it"
-
-
-def first_mismatch(folder: Path, recorded: dict) -> tuple[Path, str | None, str] | None:
-    """The first file of ``recorded`` ({name: sha256}) that is missing from ``folder`` (or names a path
-    outside it) or does not match: (path, its sha256 or None when missing, the recorded sha256)."""
-    for name, expected in recorded.items():
-        target = folder / str(name)
-        if target.parent != folder or not target.is_file():
-            return target, None, expected
-        actual = sha256_file(target)
-        if actual != expected:
-            return target, actual, expected
-    return None
 
 
 def check_checkpoint(folder: Path) -> str | None:
@@ -110,8 +97,27 @@ def resume_problem(run: RunFolder, model: str, seed: int) -> Problem | None:
     return None
 
 
+def series_problems(record: dict) -> tuple[list[Problem], int]:
+    """Every checkpoint file of an external series (its ``series.json`` record) that is missing or differs
+    from its recorded sha256, and how many checkpoints were checked."""
+    from mechrare.checkpoints.folders import FolderSeries
+
+    series = FolderSeries(record)
+    problems, n = [], 0
+    for model in series.models():
+        for step in series.steps(model):
+            n += 1
+            try:
+                series.verify(model, step)
+            except ChecksumError as exc:
+                target, what = str(exc).split(": ", 1)
+                problems.append(Problem(Path(target), what))
+    return problems, n
+
+
 def verify_run(path: str | Path, progress: bool = False) -> tuple[list[Problem], dict[str, int]]:
-    """Every bad file of the run folder, and how many files of each kind were checked."""
+    """Every bad file of the run folder (an external series' output folder: its checkpoints wherever they
+    are), and how many files of each kind were checked."""
     from tqdm.auto import tqdm
 
     from mechrare.checkpoints.parts import load_part
@@ -121,6 +127,11 @@ def verify_run(path: str | Path, progress: bool = False) -> tuple[list[Problem],
     manifest = run.read_manifest()
     problems: list[Problem] = []
     counts = {"checkpoints": 0, "resume states": 0, "datasets": 0, "analysis parts": 0}
+    if manifest.kind == "series":  # checkpoints trained elsewhere, against the sha256 recorded when first opened
+        from mechrare.checkpoints.folders import read_record
+
+        problems, counts["checkpoints"] = series_problems(read_record(run.path))
+        del counts["resume states"]
     pairs = [(m, s) for m in manifest.models for s in manifest.seeds] if manifest.kind == "ladder" else []
     for model, seed in tqdm(pairs, desc="verify", unit="model", disable=not progress):
         for step, what in checkpoint_problems(run, model, seed).items():

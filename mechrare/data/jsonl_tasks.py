@@ -172,8 +172,12 @@ class JsonlTaskSet(TaskSet):
         plen = np.array([len(i["prompt"]) for i in kept])
         return {"ids": ids, "n_prompt": width, "prompt_len": plen, "latents": latents, "targets": targets, "test": test, "train": train}
 
+    def _task(self, task: str) -> dict:
+        self.index(task)  # a clear error for an unknown task
+        return self.tasks[task]
+
     def _instances(self, task: str, rows: np.ndarray) -> Instances:
-        t = self.tasks[self.names[self.index(task)]]
+        t = self._task(task)
         return Instances(task, t["ids"][rows], t["n_prompt"], {k: v[rows] for k, v in t["latents"].items()}, dict(t["targets"]))
 
     @property
@@ -185,15 +189,15 @@ class JsonlTaskSet(TaskSet):
         return int(self._pad)
 
     def eval_instances(self, task: str) -> Instances:
-        return self._instances(task, self.tasks[self.names[self.index(task)]]["test"])
+        return self._instances(task, self._task(task)["test"])
 
     def train_instances(self, task: str, n: int, seed: int = 0) -> Instances:
-        train = self.tasks[self.names[self.index(task)]]["train"]
+        train = self._task(task)["train"]
         rng = np.random.default_rng([self.seed, self.index(task), seed, 0xA77])
         return self._instances(task, rng.choice(train, size=n, replace=True))
 
     def probe_instances(self, task: str, n: int, seed: int = 0) -> Instances:
-        t = self.tasks[self.names[self.index(task)]]
+        t = self._task(task)
         rest = np.random.default_rng([seed, self.index(task), 0x9B0E]).permutation(t["train"])
         return self._instances(task, np.concatenate([t["test"], rest])[:n])
 

@@ -120,6 +120,7 @@ def make_example_series(folder: str | Path, architecture: str = "gpt_neox", size
         raise ValueError(f"architecture: one of {', '.join(ARCHITECTURES)}, got {architecture!r}")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    shares = shares or {"compare": 0.3, "modadd": 0.05}
     tokenizer = build_tokenizer()
     items = task_items(seed)
     (folder / "tasks").mkdir(exist_ok=True)
@@ -130,14 +131,12 @@ def make_example_series(folder: str | Path, architecture: str = "gpt_neox", size
     (folder / "text" / "background.txt").write_text("\n".join(sentence(rng) for _ in range(3000)) + "\n")
     toml = [f'name = "{folder.name if folder.name.replace("-", "").replace("_", "").isalnum() else "example"}"', ""]
     for name, d, layers in sizes:
-        for step, model in train_series(architecture, d, layers, list(steps), tokenizer, items,
-                                        shares or {"compare": 0.3, "modadd": 0.05}, seed):
+        for step, model in train_series(architecture, d, layers, list(steps), tokenizer, items, shares, seed):
             out = folder / "checkpoints" / name / style.replace("{step}", str(step))
             with quiet_transformers():
                 model.save_pretrained(out, safe_serialization=True)
                 tokenizer.save_pretrained(out)
         toml += ["[[models]]", f'name = "{name}"', f'path = "checkpoints/{name}/{style}"', "tokens_per_step = 768", ""]
-    shares = shares or {"compare": 0.3, "modadd": 0.05}
     toml += ["[tasks]", 'files = ["tasks/compare.jsonl", "tasks/modadd.jsonl"]',
              "shares = { " + ", ".join(f"{t} = {v}" for t, v in shares.items()) + " }", "",
              "[background]", 'files = ["text/background.txt"]', "sequence_length = 24", "rows = 128", ""]

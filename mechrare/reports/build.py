@@ -117,7 +117,7 @@ def findings_json(data: RunData, findings: list[Finding]) -> str:
 
 def source_line(data: RunData) -> str:
     """Where an external series' checkpoints come from (its SERIES.toml's models), and its suspect checkpoints."""
-    from mechrare.series import read_record
+    from mechrare.checkpoints.folders import read_record
 
     parts = []
     for m in data.manifest.config.get("models", []):

@@ -79,7 +79,7 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
     store = CheckpointStore(RunFolder(path))
     m = store.manifest
     if m.kind == "series":
-        from mechrare.series import read_record
+        from mechrare.checkpoints.folders import read_record
 
         return describe_series(m.name, read_record(store.run.path), store.run.path, list_steps, m.config.get("exclude_suspect", False))
     if m.kind != "ladder":
