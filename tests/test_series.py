@@ -58,6 +58,10 @@ def test_every_analysis_runs_on_each_architecture(example_series, tmp_path, arch
     small = inter.grad_norm_layer.sel(model="small")
     assert np.isfinite(small).all() and (small > 0).all()  # every group non-empty (embedding, blocks, head)
     assert np.isnan(inter.grad_norm_layer.sel(model="tiny", param_group="layer1")).all()  # one block: padding
+    assert list(inter.param_kind.values) == ["embed", "attn", "mlp", "norm", "head"]
+    kinds = inter.grad_norm_kind.sel(model="small")
+    assert np.isfinite(kinds).all() and (kinds > 0).all()  # every kind found on this architecture
+    np.testing.assert_allclose((kinds**2).sum("param_kind"), inter.grad_norm.sel(model="small") ** 2, rtol=1e-4)
     assert np.isfinite(inter.cos_nontask_ref.sel(task="modadd")).all()
     assert np.isfinite(inter.neuron_grad.sel(model="small", task="modadd").isel(step=0).values).all()
     assert np.isfinite(ds["probes"].probe_score).any() and float(ds["probes"].probe_score.max()) <= 1
@@ -81,7 +85,10 @@ def test_cli_analyze_ls_and_report_on_a_series(example_series, tmp_path, capsys)
     text = capsys.readouterr().out
     assert "held-out accuracy at the last checkpoint" in text and "small: 0 10 20 40" in text
     assert main(["report", str(out), "--no-progress"]) == 0
-    assert "Series trained elsewhere, checkpoints from tiny:" in (out / "report" / "summary.md").read_text()
+    summary = (out / "report" / "summary.md").read_text()
+    assert "Series trained elsewhere, checkpoints from tiny:" in summary
+    assert "analyze RUN" not in summary and "set ladder.seeds" not in summary  # commands name this series' folder
+    assert f"`mechrare analyze SERIES.toml --out {out} --only interference`" in summary
     assert main(["ls", str(toml), "--out", str(out), "--verify", "--no-progress"]) == 0
     weights = toml.parent / "checkpoints" / "small" / "step20" / "model.safetensors"
     data = bytearray(weights.read_bytes())

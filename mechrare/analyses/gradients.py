@@ -3,8 +3,10 @@ per-component gradients, grouped inner products and the update attribution.
 
 A *gradient* here is a list of tensors, one per trainable parameter, in
 ``model.named_parameters()`` order. Inner products are reduced per parameter
-*group* (``embed``, ``layer0`` ... ``layer{L-1}``, ``head``) so that one pass
-gives both the all-parameter and the per-layer numbers.
+*group* (``embed``, ``layer0`` ... ``layer{L-1}``, ``head``) and parameter *kind*
+(``embed``, ``attn``, ``mlp``, ``norm``, ``head``: :func:`mechrare.models.internals.param_kinds`)
+at once, into a [group, kind] table, so that one pass gives the all-parameter, the
+per-layer and the per-kind numbers (a Gram matrix adds up over disjoint parts).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mechrare.data.instances import Instances
-from mechrare.models.internals import Internals, internals
+from mechrare.models.internals import KINDS, Internals, internals, param_kinds
 
 
 @dataclass
@@ -23,16 +25,20 @@ class ParamGroups:
     groups: list[str]  # group labels: embed, layer0.., head
     index: list[int]  # group index per parameter
     internals: Internals | None = None  # where the architecture keeps its parts
+    kinds: list[str] | None = None  # kind labels: embed, attn, mlp, norm, head (other, where any)
+    kind_index: list[int] | None = None  # kind index per parameter
 
     @classmethod
     def of(cls, model) -> "ParamGroups":
         """The trainable parameters grouped by the architecture's own component names
         (:mod:`mechrare.models.internals`): the token embedding, each block, and the rest
-        (final norm and head)."""
+        (final norm and head); and, across them, by kind (embed, attn, mlp, norm, head)."""
         parts = internals(model)
         names = [n for n, p in model.named_parameters() if p.requires_grad]
         groups = ["embed"] + [f"layer{l}" for l in range(parts.n_layers)] + ["head"]
-        return cls(names, groups, [parts.group_of(n) for n in names], parts)
+        per = param_kinds(model, parts, names)
+        kinds = list(KINDS) + (["other"] if "other" in per else [])
+        return cls(names, groups, [parts.group_of(n) for n in names], parts, kinds, [kinds.index(k) for k in per])
 
     def params(self, model) -> list:
         named = dict(model.named_parameters())
@@ -40,13 +46,15 @@ class ParamGroups:
 
 
 def group_dots(a: list, b: list, groups: ParamGroups, weight: list | None = None) -> np.ndarray:
-    """Per-group inner products sum_c a_c (w_c) b_c, as float64 [n_groups]."""
+    """Inner products sum_c a_c (w_c) b_c per (group, kind), as float64 [n_groups, n_kinds]
+    (``.sum()`` is the all-parameter product, ``.sum(-1)`` per group, ``.sum(0)`` per kind)."""
     import torch
 
-    out = torch.zeros(len(groups.groups), dtype=torch.float64)
+    kinds = groups.kinds or ["all"]
+    out = torch.zeros(len(groups.groups), len(kinds), dtype=torch.float64)
     for k, (x, y) in enumerate(zip(a, b)):
         prod = x * y if weight is None else x * weight[k] * y
-        out[groups.index[k]] += prod.sum(dtype=torch.float64).cpu()
+        out[groups.index[k], groups.kind_index[k] if groups.kind_index else 0] += prod.sum(dtype=torch.float64).cpu()
     return out.numpy()
 
 
@@ -87,7 +95,7 @@ def reference_gradient(model, params: list, loss_chunks) -> tuple[list, float]:
 
 def reference_gram(model, groups: ParamGroups, params: list, datas: list, batch_size: int):
     """Held-out loss gradients of each of ``datas`` (see :func:`task_loss_chunks`), their mean
-    losses and their per-group Gram matrix: (gradients, losses [T], gram [T, T, groups])."""
+    losses and their Gram matrix per group and kind: (gradients, losses [T], gram [T, T, groups, kinds])."""
     device = next(model.parameters()).device
     refs, losses = [], []
     for data in datas:
@@ -99,7 +107,7 @@ def reference_gram(model, groups: ParamGroups, params: list, datas: list, batch_
 
 
 def gram_cosines(gram: np.ndarray):
-    """From a per-group Gram matrix [T, T, G]: (norm [T], cosine [T, T], group norm [G, T],
+    """From a Gram matrix over disjoint parameter parts [T, T, G] (groups, or kinds): (norm [T], cosine [T, T], group norm [G, T],
     group cosine [G, T, T]); a zero gradient has NaN cosines."""
     full = gram.sum(-1)
     norm = np.sqrt(np.diag(full))

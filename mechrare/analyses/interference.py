@@ -6,8 +6,10 @@ At every checkpoint, with the model in fp32:
   tokens of its whole eval set, i.e. all of the task's eval instances), and of the
   background's next-token loss on held-out documents (``task = "background"``).
   ``grad_norm`` and ``grad_cosine`` come from their Gram matrix, over all
-  parameters and per parameter group (``grad_norm_layer``, ``grad_cosine_layer``:
-  embed, layer0 ... , head).
+  parameters, per parameter group (``grad_norm_layer``, ``grad_cosine_layer``:
+  embed, layer0 ... , head) and per parameter kind (``grad_norm_kind``,
+  ``grad_cosine_kind``: embed, attn, mlp, norm, head, by the architecture's
+  component names: :func:`mechrare.models.internals.param_kinds`).
 * **Training-batch components** h_k: the training loss of real training batches
   (the steps that follow the checkpoint, ``batches`` of them spread over the
   interval to the next checkpoint) split by the token each loss term predicts:
@@ -90,6 +92,7 @@ from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.data.proxy_batches import PROXY
 from mechrare.data.taskset import BatchSource, TaskSet
 from mechrare.errors import ConfigError
+from mechrare.models.internals import KINDS
 
 
 #: rows per proxy batch on a series trained elsewhere (where batch_size is 0)
@@ -162,10 +165,11 @@ def checkpoint_interference(model, tasks: TaskSet, batches: BatchSource, cfg: In
     n_tasks = len(tasks.names)
     comps = n_tasks + 1
     datas = [tasks.eval_instances(t) for t in tasks.names] + [tasks.background()]
-    refs, losses, gram = reference_gram(model, groups, params, datas, cfg.eval_batch_size)  # gram: [T, T, G]
+    refs, losses, gram = reference_gram(model, groups, params, datas, cfg.eval_batch_size)  # gram: [T, T, G, K]
     out = {
         "task_loss": losses,
-        "gram_layer": gram,
+        "gram": gram,
+        "kinds": np.array(groups.kinds),
     }
     layer = min(cfg.neuron_layer, groups.internals.n_layers - 1)
     k = top_k_count(groups.internals.d_mlp, cfg.top_k)
@@ -229,16 +233,19 @@ def gradient_gram(model, data: dict, batch_size: int = 256):
     groups = ParamGroups.of(model)
     names = list(data)
     _, losses, gram = reference_gram(model, groups, groups.params(model), [data[n] for n in names], batch_size)
-    norm, cosine, norm_g, cosine_g = gram_cosines(gram)
+    norm, cosine, norm_g, cosine_g = gram_cosines(gram.sum(-1))
+    _, _, norm_k, cosine_k = gram_cosines(gram.sum(2))
     ds = xr.Dataset(
         {
             "grad_norm": (("task",), norm),
             "grad_cosine": (("task", "other_task"), cosine),
             "grad_norm_layer": (("param_group", "task"), norm_g),
             "grad_cosine_layer": (("param_group", "task", "other_task"), cosine_g),
+            "grad_norm_kind": (("param_kind", "task"), norm_k),
+            "grad_cosine_kind": (("param_kind", "task", "other_task"), cosine_k),
             "task_loss": (("task",), losses),
         },
-        coords={"task": names, "other_task": names, "param_group": groups.groups},
+        coords={"task": names, "other_task": names, "param_group": groups.groups, "param_kind": groups.kinds},
     )
     return describe(ds, VARIABLES)
 
@@ -248,6 +255,8 @@ VARIABLES = {
     "grad_cosine": ("cosine between the held-out loss gradients of task and other_task (all parameters)", "1"),
     "grad_norm_layer": ("norm of the task's held-out loss gradient on the parameter group", "1"),
     "grad_cosine_layer": ("cosine between held-out loss gradients on the parameter group", "1"),
+    "grad_norm_kind": ("norm of the task's held-out loss gradient on the parameters of one kind (embed, attn, mlp, norm, head)", "1"),
+    "grad_cosine_kind": ("cosine between held-out loss gradients on the parameters of one kind", "1"),
     "loss_change": ("first-order change of task's held-out loss from other_task's share of the update since the previous analysed checkpoint", "1"),
     "loss_change_se": ("standard error of loss_change over the sampled training batches (NaN: one batch)", "1"),
     "loss_change_total": ("first-order change of the task's held-out loss from the whole update since the previous analysed checkpoint", "1"),
@@ -271,7 +280,7 @@ VARIABLES = {
 class Interference(PerCheckpoint):
     name = "interference"
     config_class = InterferenceConfig
-    part_version = 4  # 2: coupling, gradient-norm ratios and the neuron cosine matrix; 3: loss_change_se; 4: neuron_grad
+    part_version = 5  # 2: coupling, gradient-norm ratios and the neuron cosine matrix; 3: loss_change_se; 4: neuron_grad; 5: per kind
 
     def batch_size(self, ctx, cfg: InterferenceConfig) -> int:
         if cfg.batch_size:
@@ -312,12 +321,15 @@ class Interference(PerCheckpoint):
         models = list(parts)
         steps = sorted({s for per in parts.values() for s in per})
         groups = max((list(p["groups"]) for per in parts.values() for p in per.values()), key=len)
-        M, S, T, G = len(models), len(steps), len(tasks), len(groups)
+        kinds = [k for k in KINDS + ("other",) if any(k in list(p["kinds"]) for per in parts.values() for p in per.values())]
+        M, S, T, G, K = len(models), len(steps), len(tasks), len(groups), len(kinds)
         a = {
             "grad_norm": np.full((M, S, T), np.nan),
             "grad_cosine": np.full((M, S, T, T), np.nan),
             "grad_norm_layer": np.full((M, S, G, T), np.nan),
             "grad_cosine_layer": np.full((M, S, G, T, T), np.nan),
+            "grad_norm_kind": np.full((M, S, K, T), np.nan),
+            "grad_cosine_kind": np.full((M, S, K, T, T), np.nan),
             "loss_change": np.full((M, S, T, T), np.nan),
             "loss_change_se": np.full((M, S, T, T), np.nan),
             "loss_change_total": np.full((M, S, T), np.nan),
@@ -342,9 +354,13 @@ class Interference(PerCheckpoint):
             for j, s in enumerate(mine):
                 p, si = parts[m][s], steps.index(s)
                 gi = [groups.index(g) for g in p["groups"]]
-                norm, cosine, norm_g, cosine_g = gram_cosines(p["gram_layer"])  # its groups: gi
+                ki = [kinds.index(k) for k in p["kinds"]]
+                norm, cosine, norm_g, cosine_g = gram_cosines(p["gram"].sum(-1))  # its groups: gi
+                _, _, norm_k, cosine_k = gram_cosines(p["gram"].sum(2))  # its kinds: ki
                 a["grad_norm_layer"][mi, si][gi] = norm_g
                 a["grad_cosine_layer"][mi, si][gi] = cosine_g
+                a["grad_norm_kind"][mi, si][ki] = norm_k
+                a["grad_cosine_kind"][mi, si][ki] = cosine_k
                 a["grad_norm"][mi, si] = norm
                 a["grad_cosine"][mi, si] = cosine
                 a["task_loss"][mi, si] = p["task_loss"]
@@ -370,6 +386,8 @@ class Interference(PerCheckpoint):
                 "grad_cosine": (dims2, a["grad_cosine"]),
                 "grad_norm_layer": (lg + ("task",), a["grad_norm_layer"]),
                 "grad_cosine_layer": (lg + ("task", "other_task"), a["grad_cosine_layer"]),
+                "grad_norm_kind": (("model", "step", "param_kind", "task"), a["grad_norm_kind"]),
+                "grad_cosine_kind": (("model", "step", "param_kind", "task", "other_task"), a["grad_cosine_kind"]),
                 "loss_change": (dims2, a["loss_change"]),
                 "loss_change_se": (dims2, a["loss_change_se"]),
                 "loss_change_total": (dims, a["loss_change_total"]),
@@ -394,6 +412,7 @@ class Interference(PerCheckpoint):
                 "other_component": tasks,
                 "share": ("task", share),
                 "param_group": groups,
+                "param_kind": kinds,
                 "block": np.arange(L),
                 "neuron": np.arange(N),
             },

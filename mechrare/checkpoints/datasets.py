@@ -50,6 +50,7 @@ COORD_ATTRS: dict[str, dict[str, str]] = {
     "neuron": {"long_name": "MLP hidden unit within the block", "units": "1"},
     "target": {"long_name": "probe target (<task>/<latent>, or task)"},
     "param_group": {"long_name": "parameter group (embed, layer<l>, head)"},
+    "param_kind": {"long_name": "parameter kind (embed, attn, mlp, norm, head), by the architecture's component names"},
     "signal": {"long_name": "retention signal"},
 }
 

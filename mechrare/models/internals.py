@@ -10,6 +10,14 @@ its ``embed``, ``blocks`` (with ``mlp.in``, ``mlp.gate``, ``mlp.out``),
 ``ln_final`` and ``unembed`` components. Any architecture the bridge supports
 works; one it does not support is refused with one line.
 
+Each parameter also has a *kind* (:func:`param_kinds`): ``embed``, ``attn``,
+``mlp``, ``norm`` or ``head``, by the same component names (the block's ``attn``
+and ``mlp``, its ``ln1``/``ln2``, ``ln_final``, ``embed``, ``unembed``). A
+normalization module the adapter does not name (OLMo-2's ``q_norm``, ``k_norm``
+and ``post_feedforward_layernorm``) is a ``norm`` by its module type (a
+``LayerNorm`` or a class whose name ends in ``Norm``), even inside attention;
+anything else left over is ``other``.
+
 An MLP *neuron* n of block l owns row n of ``mlp.in`` (and of ``mlp.gate`` where
 the MLP is gated) and column n of ``mlp.out``: the paper's "gate and up rows and
 down column".
@@ -37,6 +45,9 @@ class Internals:
     unembed: str
     n_layers: int
     d_mlp: int
+    attn: str = ""  # module name inside a block of its attention
+    mlp: str = ""  # module name inside a block of its MLP
+    norms: tuple[str, ...] = ()  # module names (inside a block: ln1, ln2; and ln_final's full name)
 
     def block_prefix(self, layer: int) -> str:
         return f"{self.blocks}.{layer}."
@@ -57,6 +68,35 @@ class Internals:
         if name.startswith(self.embed + "."):
             return 0
         return self.n_layers + 1
+
+
+KINDS = ("embed", "attn", "mlp", "norm", "head")
+
+
+def param_kinds(model, parts: Internals, names: list[str]) -> list[str]:
+    """The kind of each of ``names`` (parameters of ``model``): see the module docstring."""
+    modules = dict(model.named_modules())
+    out = []
+    for name in names:
+        owner = name.rsplit(".", 1)[0]
+        kind = type(modules.get(owner)).__name__
+        in_block = ""
+        if name.startswith(parts.blocks + "."):
+            rest = name[len(parts.blocks) + 1 :].split(".", 1)
+            in_block = rest[1] if len(rest) == 2 and rest[0].isdigit() else ""
+        if kind == "LayerNorm" or kind.endswith("Norm") or owner in parts.norms or in_block.split(".", 1)[0] in parts.norms:
+            out.append("norm")
+        elif name.startswith(parts.embed + "."):
+            out.append("embed")
+        elif parts.attn and in_block.startswith(parts.attn + "."):
+            out.append("attn")
+        elif parts.mlp and in_block.startswith(parts.mlp + "."):
+            out.append("mlp")
+        elif name.startswith(parts.unembed + "."):
+            out.append("head")
+        else:
+            out.append("other")
+    return out
 
 
 def _architecture(config) -> str:
@@ -93,9 +133,13 @@ def _names(architecture: str, config_json: str) -> tuple:
         raise ConfigError(f"architecture {architecture!r}: its blocks have no dense MLP with input and output weights "
                           "(mixture-of-experts and state-space blocks are not supported)")
     gate = subs.get("gate")
+    attn = blocks.submodules.get("attn")
+    norms = tuple(c.name for k, c in blocks.submodules.items() if k.startswith("ln") and c is not None)
+    if "ln_final" in mapping and mapping["ln_final"] is not None:
+        norms += (mapping["ln_final"].name,)
     return (mapping["embed"].name, blocks.name, f"{mlp.name}.{subs['in'].name}.weight",
             f"{mlp.name}.{gate.name}.weight" if gate is not None else None, f"{mlp.name}.{subs['out'].name}.weight",
-            mapping["unembed"].name)
+            mapping["unembed"].name, attn.name if attn is not None else "", mlp.name, norms)
 
 
 def internals(model) -> Internals:
@@ -104,11 +148,11 @@ def internals(model) -> Internals:
     if not _architecture(config):
         config.architectures = [type(model).__name__]
     arch = _architecture(config)
-    embed, blocks, mlp_in, mlp_gate, mlp_out, unembed = _names(arch, config.to_json_string(use_diff=False))
+    embed, blocks, mlp_in, mlp_gate, mlp_out, unembed, attn, mlp, norms = _names(arch, config.to_json_string(use_diff=False))
     named = dict(model.named_parameters())
     first = f"{blocks}.0.{mlp_in}"
     if first not in named:
         raise ConfigError(f"architecture {arch!r}: not supported for neuron and gradient analyses: transformer_lens's "
                           f"adapter puts the MLP input at {first!r}, which the model does not have")
     n_layers = sum(1 for n in named if n.startswith(f"{blocks}.") and n.endswith("." + mlp_in))
-    return Internals(arch, embed, blocks, mlp_in, mlp_gate, mlp_out, unembed, n_layers, int(named[first].shape[0]))
+    return Internals(arch, embed, blocks, mlp_in, mlp_gate, mlp_out, unembed, n_layers, int(named[first].shape[0]), attn, mlp, norms)

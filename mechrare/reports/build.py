@@ -67,7 +67,7 @@ def render_figures(data: RunData, progress: bool = True) -> list[Rendered]:
         spec = FIGURES.get(name)
         missing = spec.missing(data)
         if missing:
-            how = "; ".join(f"`{NEEDS_COMMAND.get(m, m)}`" for m in missing)
+            how = "; ".join(f"`{data.concrete(NEEDS_COMMAND.get(m, m))}`" for m in missing)
             out.append(Rendered(name, spec.title, spec.caption, None, f"not drawn: needs {', '.join(missing)} ({how})"))
             continue
         try:

@@ -34,6 +34,17 @@ class RunData:
     def get(self, name: str):
         return self.metrics if name == "metrics" else self.analyses.get(name)
 
+    def concrete(self, text: str) -> str:
+        """``text`` with its generic commands made this folder's: ``mechrare analyze RUN`` names the
+        folder (a series: ``SERIES.toml --out DIR``), and on a series ``mechrare train`` (the metrics)
+        and ``set ladder.seeds`` say what a series has instead."""
+        if self.kind != "series":
+            return text.replace("mechrare analyze RUN", f"mechrare analyze {self.run.path}")
+        text = text.replace("mechrare analyze RUN", f"mechrare analyze SERIES.toml --out {self.run.path}")
+        text = text.replace("`mechrare train`", f"`mechrare analyze SERIES.toml --out {self.run.path} --only evaluation`")
+        text = text.replace("mechrare train", f"mechrare analyze SERIES.toml --out {self.run.path} --only evaluation")
+        return text.replace("(set ladder.seeds)", "(a series trained elsewhere has one seed per model)")
+
     # -- the run's cast -------------------------------------------------------------
     @property
     def kind(self) -> str:

@@ -113,7 +113,7 @@ def draw_coupling(data: RunData):
     rare = data.rare_task
     fig, axes = grid(2, ncols=2, sharex=True)
     if "abs_cos_nontask_ref" not in ds:
-        axes[0].text(0.5, 0.5, "interference.nc predates the coupling measure:\nrerun `mechrare analyze RUN --only interference`",
+        axes[0].text(0.5, 0.5, data.concrete("interference.nc predates the coupling measure:\nrerun `mechrare analyze RUN --only interference`"),
                      ha="center", va="center", transform=axes[0].transAxes, fontsize=9)
         return fig
     for m in [m for m in data.models if m in ds.model.values]:

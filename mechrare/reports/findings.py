@@ -55,6 +55,8 @@ def measure_findings(data: RunData) -> list[Finding]:
     if data.kind == "series" and not any(data.shares.values()):
         why = "needs each task's share of training, to tell the rare task from the common: give [tasks] shares in SERIES.toml"
         findings = [Finding(f.key, f.claim, MISSING, why, f.rule) for f in findings]
+    for f in findings:
+        f.evidence = data.concrete(f.evidence)
     return findings
 
 

@@ -171,6 +171,13 @@ def test_grad_cosine_matches_a_direct_flat_computation(interference_ds, tiny_run
     np.testing.assert_allclose(ds.grad_cosine.values, cos.numpy(), atol=1e-4)
     # per-layer numbers recombine into the whole: sum of squared group norms = squared norm
     np.testing.assert_allclose((ds.grad_norm_layer.values**2).sum(0), norms.numpy() ** 2, rtol=1e-4)
+    # per kind: the MLP weights' part of the flat gradient, by name
+    assert list(ds.param_kind.values) == ["embed", "attn", "mlp", "norm", "head"]
+    mlp = torch.cat([(n.find(".mlp.") >= 0) * torch.ones(p.numel()) for n, p in model.named_parameters()]).bool()
+    np.testing.assert_allclose(ds.grad_norm_kind.sel(param_kind="mlp").values, G[:, mlp].norm(dim=1).numpy(), rtol=1e-4)
+    gm = G[:, mlp]
+    np.testing.assert_allclose(ds.grad_cosine_kind.sel(param_kind="mlp").values,
+                               ((gm @ gm.T) / torch.outer(gm.norm(dim=1), gm.norm(dim=1))).numpy(), atol=1e-4)
 
 
 def test_contract_and_protocol(interference_ds, tiny_run):

@@ -70,3 +70,40 @@ def test_an_architecture_the_bridge_does_not_support_is_one_line():
 
     with pytest.raises(ConfigError, match="does not support it|no dense MLP|not supported for neuron"):
         internals(BertForMaskedLM(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=4, intermediate_size=32)))
+
+
+KIND_OF = {  # by hand, from each architecture's parameter names
+    "gpt_neox": {"embed_in": "embed", "input_layernorm": "norm", "post_attention_layernorm": "norm", "attention": "attn",
+                 "mlp": "mlp", "final_layer_norm": "norm", "lm_head": "head"},
+    "llama": {"embed_tokens": "embed", "self_attn": "attn", "mlp": "mlp", "input_layernorm": "norm",
+              "post_attention_layernorm": "norm", "model.norm": "norm", "lm_head": "head"},
+    "olmo2": {"embed_tokens": "embed", "q_norm": "norm", "k_norm": "norm", "self_attn": "attn", "mlp": "mlp",
+              "post_attention_layernorm": "norm", "post_feedforward_layernorm": "norm", "model.norm": "norm", "lm_head": "head"},
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_param_kinds_match_the_names(arch):
+    model = tiny(arch)
+    groups = ParamGroups.of(model)
+    assert groups.kinds == ["embed", "attn", "mlp", "norm", "head"]
+    for name, k in zip(groups.names, groups.kind_index):
+        expect = next(v for key, v in KIND_OF[arch].items() if f".{key}." in f".{name}")  # first match: norms inside attention win
+        assert groups.kinds[k] == expect, name
+
+
+def test_gram_per_kind_and_per_group_add_up_to_the_whole():
+    from mechrare.analyses.gradients import group_dots
+
+    model = tiny("olmo2")
+    groups = ParamGroups.of(model)
+    params = groups.params(model)
+    a, b = [torch.randn_like(p) for p in params], [torch.randn_like(p) for p in params]
+    table = group_dots(a, b, groups)
+    assert table.shape == (5, 5)
+    whole = sum(float((x.double() * y.double()).sum()) for x, y in zip(a, b))
+    mlp = sum(float((x.double() * y.double()).sum()) for n, x, y in zip(groups.names, a, b) if ".mlp." in n)
+    layer1 = sum(float((x.double() * y.double()).sum()) for n, x, y in zip(groups.names, a, b) if ".layers.1." in n)
+    assert table.sum() == pytest.approx(whole)
+    assert table.sum(0)[groups.kinds.index("mlp")] == pytest.approx(mlp)
+    assert table.sum(1)[groups.groups.index("layer1")] == pytest.approx(layer1)

@@ -81,8 +81,9 @@ def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
     # (a) and (e) need only metrics.nc; (b), (c), (d) need analyses this copy lacks
     assert statuses[0] != "**not measured**" and statuses[4] != "**not measured**"
     assert statuses[1:4] == ["**not measured**"] * 3
-    assert "not drawn: needs probes (`mechrare analyze RUN --only probes`)" in summary
-    assert "not drawn: needs neurons (`mechrare analyze RUN --only neurons`)" in summary
+    assert f"not drawn: needs probes (`mechrare analyze {run} --only probes`)" in summary  # this folder, not RUN
+    assert f"not drawn: needs neurons (`mechrare analyze {run} --only neurons`)" in summary
+    assert f"(`mechrare analyze {run} --only retention`)" in summary and "analyze RUN" not in summary
     assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "intervention"]
 
 
