@@ -50,7 +50,7 @@ class Payload:
 
 
 def edit_json(path: Path, change, reseal=False):
-    from mechrare.checkpoints.atomic import sealed
+    from mechrare.atomic import sealed
 
     data = json.loads(path.read_text())
     change(data)

@@ -84,25 +84,57 @@ class TaskConfig:
         )
 
 
+BACKGROUND_KINDS = ("markov", "text", "tokens")
+TOKEN_DTYPES = ("uint16", "uint32")
+
+
 @dataclass
 class BackgroundConfig:
-    """The background "language": a seeded Markov chain over ``vocab_size`` words,
-    each with ``branching`` successors whose weights fall off as rank^-zipf."""
+    """The background the tasks are injected into (:mod:`mechrare.data.background`).
 
+    ``kind = "markov"`` (the default): a seeded Markov chain over ``vocab_size`` words,
+    each with ``branching`` successors whose weights fall off as rank^-zipf.
+    ``kind = "text"``: local text ``files`` (glob patterns), tokenized once with
+    ``tokenizer`` (a tokenizer.json path, a Hugging Face tokenizer folder, or
+    ``"bpe:<vocab size>"`` to train a byte-level BPE on the files) and cached as a
+    .npy memmap. ``kind = "tokens"``: flat token files (OLMo/Dolma-style ``.npy``
+    memmaps of ``dtype``, header or raw) with their ``tokenizer``."""
+
+    kind: str = "markov"
     vocab_size: int = 64
     branching: int = 4
     zipf: float = 1.0
     frequency: float = 1.0
+    files: list[str] = field(default_factory=list)
+    tokenizer: str = ""
+    dtype: str = "uint16"
+    #: the share of the corpus (its end) kept out of training for the held-out background loss
+    held_out: float = 0.01
 
     def validate(self, path: str) -> None:
-        require(2 <= self.vocab_size <= MAX_VOCAB, f"{path}.vocab_size", f"must be in [2, {MAX_VOCAB}], got {self.vocab_size}")
-        require(
-            1 <= self.branching <= self.vocab_size,
-            f"{path}.branching",
-            f"must be in [1, vocab_size], got {self.branching}",
-        )
-        require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
+        require(self.kind in BACKGROUND_KINDS, f"{path}.kind", f"must be one of {', '.join(BACKGROUND_KINDS)}, got {self.kind!r}")
         require(math.isfinite(self.frequency) and self.frequency >= 0, f"{path}.frequency", f"must be finite and >= 0, got {self.frequency}")
+        if self.kind == "markov":
+            require(not self.files and not self.tokenizer, f"{path}.files",
+                    'a markov background takes no files or tokenizer; set kind = "text" or "tokens"')
+            require(2 <= self.vocab_size <= MAX_VOCAB, f"{path}.vocab_size", f"must be in [2, {MAX_VOCAB}], got {self.vocab_size}")
+            require(
+                1 <= self.branching <= self.vocab_size,
+                f"{path}.branching",
+                f"must be in [1, vocab_size], got {self.branching}",
+            )
+            require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
+            return
+        require(len(self.files) >= 1, f"{path}.files", f"a {self.kind} background needs files, e.g. files = [\"corpus/*.txt\"]")
+        require(bool(self.tokenizer), f"{path}.tokenizer",
+                'needs a tokenizer: a tokenizer.json path, a tokenizer folder' + (', or "bpe:<vocab size>"' if self.kind == "text" else ""))
+        if self.tokenizer.startswith("bpe:"):
+            size = self.tokenizer[4:]
+            require(self.kind == "text", f"{path}.tokenizer", "bpe:<vocab size> trains on text files; kind = \"tokens\" needs the tokenizer its ids come from")
+            require(size.isdigit() and 256 + 3 <= int(size) <= MAX_VOCAB, f"{path}.tokenizer",
+                    f"bpe:<vocab size> needs a size in [259, {MAX_VOCAB}], got {self.tokenizer!r}")
+        require(self.dtype in TOKEN_DTYPES, f"{path}.dtype", f"must be one of {', '.join(TOKEN_DTYPES)}, got {self.dtype!r}")
+        require(0 < self.held_out < 0.5, f"{path}.held_out", f"must be in (0, 0.5), got {self.held_out}")
 
 
 @dataclass
@@ -249,6 +281,9 @@ class TrainConfig:
     eval_batch_size: int = 512
     #: torch.compile the training forward (worth it on GPU; see benchmarks/)
     compile: bool = False
+    #: build batches ahead in a background thread (pinned and copied asynchronously on CUDA);
+    #: the batch of a step is the same either way, so it never changes the weights
+    prefetch: bool = True
 
     def validate(self, path: str) -> None:
         require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
@@ -320,6 +355,7 @@ class RunConfig:
         out.pop("analyses", None)
         out.get("ladder", {}).pop("seeds", None)  # more seeds extend a run; each seed's weights are its own
         out.get("train", {}).pop("jobs", None)  # how many train side by side; the weights are the same
+        out.get("train", {}).pop("prefetch", None)  # where batches are built; the batches are the same
         return out
 
     @classmethod

@@ -50,7 +50,7 @@ class Context:
         return self.tasks
 
 
-def run_task_set(manifest: Manifest) -> MixtureTaskSet | None:
+def run_task_set(manifest: Manifest, folder: Path | None = None) -> MixtureTaskSet | None:
     """The task set of a mechrare run, rebuilt from its manifest (same seed, same tasks);
     each intervention model gets the upsampled mixture it was trained on. None for a toy run."""
     from mechrare.config import RunConfig
@@ -59,7 +59,7 @@ def run_task_set(manifest: Manifest) -> MixtureTaskSet | None:
     if manifest.kind != "ladder":
         return None
     config = RunConfig.from_dict(manifest.config)
-    mixture = Mixture(config.mixture, config.seed)
+    mixture = Mixture(config.mixture, config.seed, data_dirs=[folder / "data"] if folder is not None else None)
     per_model = {
         name: mixture.with_upsample(record.intervention.upsample)
         for name, record in manifest.models.items()
@@ -106,7 +106,7 @@ class Run:
             from mechrare.series import series_task_set
 
             return series_task_set(self.manifest.config, self.series)
-        return run_task_set(self.manifest)
+        return run_task_set(self.manifest, self.folder.path)
 
     @property
     def models(self) -> list[str]:

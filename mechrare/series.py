@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import atomic_write_json, sealed
+from mechrare.atomic import atomic_write_json, sealed
 from mechrare.checkpoints.folders import RECORD, FolderSeries, discover, read_record
 from mechrare.checkpoints.manifest import ModelRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.run import RunFolder

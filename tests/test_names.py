@@ -67,7 +67,7 @@ def test_a_traversing_model_key_in_a_manifest_reads_and_writes_nothing_outside(t
     """The attack from the issue: a manifest whose model key climbs out of the run folder."""
     import json
 
-    from mechrare.checkpoints.atomic import sealed
+    from mechrare.atomic import sealed
 
     out = tmp_path / "a" / "b" / "run"
     assert main(["train", "tiny", "--out", str(out), "--set", 'ladder.models=["d8-l1"]', "--set", "train.steps=10",

@@ -60,7 +60,7 @@ from mechrare.analyses.sae_training import (
     task_specificity,
     train_sae,
 )
-from mechrare.checkpoints.atomic import atomic_dir
+from mechrare.atomic import atomic_dir
 from mechrare.checkpoints.datasets import describe, series_coords
 from mechrare.data.proxy_batches import PROXY
 from mechrare.errors import ConfigError

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mechrare._version import __version__
-from mechrare.checkpoints.atomic import atomic_file
+from mechrare.atomic import atomic_file
 from mechrare.errors import RunFolderError
 
 CONVENTIONS = "CF-1.10"

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import first_mismatch, seal_ok
+from mechrare.atomic import first_mismatch, seal_ok
 from mechrare.checkpoints.hf_folder import load_weights
 from mechrare.checkpoints.series import CheckpointSeries
 from mechrare.checkpoints.series_spec import FOLDER_STYLES, STEP_FIELD, SeriesModelSpec

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mechrare.checkpoints.atomic import atomic_file
+from mechrare.atomic import atomic_file
 from mechrare.errors import RunFolderError
 
 PART_CHECKSUM = "__sha256__"

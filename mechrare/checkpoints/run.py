@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mechrare._version import __version__
-from mechrare.checkpoints.atomic import RECORD_SHA, atomic_write_json, seal_ok, sealed
+from mechrare.atomic import RECORD_SHA, atomic_write_json, seal_ok, sealed
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import RULE, inside, is_safe_name

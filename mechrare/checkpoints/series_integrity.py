@@ -68,7 +68,7 @@ def scan_model(name: str, steps: dict[int, Path], tokens_per_step: int = 0, prog
     """The record of one model: its checkpoints' files and sha256, n_params, and suspect flags."""
     import hashlib
 
-    from mechrare.checkpoints.atomic import sha256_file
+    from mechrare.atomic import sha256_file
 
     entries: dict[str, dict] = {}
     first_config, first_step, n_params = None, None, None

@@ -7,7 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from mechrare.checkpoints.atomic import RECORD_SHA, first_mismatch, seal_ok
+from mechrare.atomic import RECORD_SHA, first_mismatch, seal_ok
 from mechrare.checkpoints.manifest import Manifest
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.series import WEIGHTS, Checkpoint, CheckpointSeries

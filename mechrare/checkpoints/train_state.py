@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mechrare.checkpoints.atomic import atomic_file, atomic_write_text, sha256_file
+from mechrare.atomic import atomic_file, atomic_write_text, sha256_file
 from mechrare.errors import RunFolderError
 
 STATE_JSON = "state.json"

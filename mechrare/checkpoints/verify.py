@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mechrare.checkpoints.atomic import RECORD_SHA, first_mismatch, seal_ok
+from mechrare.atomic import RECORD_SHA, first_mismatch, seal_ok, sha256_file
 from mechrare.checkpoints.run import STEP_RE, RunFolder
 from mechrare.errors import ChecksumError, RunFolderError
 
@@ -115,6 +115,24 @@ def series_problems(record: dict) -> tuple[list[Problem], int]:
     return problems, n
 
 
+def background_problems(meta_file: Path) -> list[Problem]:
+    """The prepared background's files against the sha256 in its meta.json."""
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [Problem(meta_file, "damaged (not JSON)")]
+    out = []
+    for name, key in (("tokenizer.json", "tokenizer_sha256"), ("tokens.npy", "tokens_sha256")):
+        target = meta_file.parent / name
+        if key not in meta:
+            continue
+        if not target.is_file():
+            out.append(Problem(target, "missing"))
+        elif sha256_file(target) != meta[key]:
+            out.append(Problem(target, "sha256 differs from the one recorded when the background was prepared"))
+    return out
+
+
 def verify_run(path: str | Path, progress: bool = False) -> tuple[list[Problem], dict[str, int]]:
     """Every bad file of the run folder (an external series' output folder: its checkpoints wherever they
     are), and how many files of each kind were checked."""
@@ -148,6 +166,9 @@ def verify_run(path: str | Path, progress: bool = False) -> tuple[list[Problem],
         what = check_dataset(nc)
         if what:
             problems.append(Problem(nc, what.split(": ", 1)[-1]))
+    for meta in sorted((run.path / "data").glob("background-*/meta.json")):  # a text background's tokenizer and tokens
+        counts["background files"] = counts.get("background files", 0) + 1
+        problems += background_problems(meta)
     for part in sorted((run.path / "analyses").glob("*.parts/**/*.npz")):
         counts["analysis parts"] += 1
         try:

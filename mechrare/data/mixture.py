@@ -31,10 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from mechrare.config import MixtureConfig, TaskConfig
-from mechrare.data.background import MarkovSource
+from mechrare.data.background import BACKGROUNDS
 from mechrare.data.instances import Instances
 from mechrare.data.tasks import TASK_FAMILIES, Example, Task
-from mechrare.data.vocab import Vocabulary
 from mechrare.errors import ConfigError
 
 IGNORE = -100
@@ -49,12 +48,16 @@ class Batch:
 
 
 class Mixture:
-    def __init__(self, cfg: MixtureConfig, seed: int, path: str = "mixture"):
+    """``data_dirs``: where a text or tokens background may already be prepared (a run
+    folder's ``data/``) before the user cache is tried (:mod:`mechrare.data.text_prep`)."""
+
+    def __init__(self, cfg: MixtureConfig, seed: int, path: str = "mixture", data_dirs=None):
         self.cfg = cfg
         self.seed = seed
         self.order = 0  # the training seed: which training stream batch() draws from
-        self.background = MarkovSource(cfg.background, seed)
-        words = self.background.tokens
+        self.background = BACKGROUNDS.get(cfg.background.kind)(cfg.background, seed, cfg.sequence_length,
+                                                               f"{path}.background", data_dirs)
+        words = self.background.words
         self.specs: list[TaskConfig] = list(cfg.tasks)
         self.tasks: list[Task] = [self._build_task(t, seed, words, f"{path}.tasks[{i}]") for i, t in enumerate(self.specs)]
         for i, task in enumerate(self.tasks):
@@ -66,8 +69,10 @@ class Mixture:
         extra: list[str] = []
         for task in self.tasks:
             extra += [task.marker] + task.tokens()
-        self.vocab = Vocabulary(words + list(dict.fromkeys(extra)))
-        self._word_ids = self.vocab.ids(words)
+        self.vocab = self.background.vocabulary(extra, seed, f"{path}.tasks")
+        if self.vocab.pad_id is None and any(t.placement == "sequence" for t in self.specs):
+            raise ConfigError(f"{path}.tasks: placement = \"sequence\" pads after the instance, and the background's tokenizer "
+                              "has no padding token; use placement = \"inject\" or a tokenizer with one")
         self._encoded: dict[tuple[str, ...], np.ndarray] = {}
         self.eval_sets = [self._eval_set(task) for task in self.tasks]
         self._setup_weights(path)
@@ -186,7 +191,7 @@ class Mixture:
         key = [self.seed, step, 0x5EED] if self.order == 0 else [self.seed, step, 0x5EED, self.order]
         rng = np.random.default_rng(key)
         comp = self.components(step, batch_size, rng)
-        background = self._word_ids[self.background.sample(rng, batch_size, length)]
+        background = self.background.sample(rng, batch_size, length)
         ids = background.copy()
         mask = np.zeros((batch_size, length), dtype=bool)
         for row in np.flatnonzero(comp >= 0):
@@ -200,13 +205,13 @@ class Mixture:
                 ids[row, n + 1 :] = background[row, : length - n - 1]
             else:
                 ids[row, n + 1 :] = self.vocab.pad_id
-        labels = np.where(ids == self.vocab.pad_id, IGNORE, ids)
+        labels = ids.copy() if self.vocab.pad_id is None else np.where(ids == self.vocab.pad_id, IGNORE, ids)
         return Batch(ids, labels, comp, mask)
 
     def background_eval(self, rows: int = 256) -> np.ndarray:
         """A fixed held-out sample of background documents, [rows, L]."""
         rng = np.random.default_rng([self.seed, 0xB6E7A1])
-        return self._word_ids[self.background.sample(rng, rows, self.cfg.sequence_length)]
+        return self.background.held_out(rng, rows, self.cfg.sequence_length)
 
     # -- description -------------------------------------------------------------
     @property

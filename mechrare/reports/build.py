@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mechrare._version import __version__
-from mechrare.checkpoints.atomic import atomic_file
+from mechrare.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports.data import RunData
 from mechrare.reports.findings import measure_findings

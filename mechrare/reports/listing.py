@@ -89,7 +89,8 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
         f"{len(m.seeds)} training seed{'s' if len(m.seeds) > 1 else ''}: {', '.join(map(str, m.seeds))})",
         f"  {m.batch_size} x {m.sequence_length} tokens/step, {m.config['train']['steps']} steps, "
         f"vocab {m.vocab_size}, {len(m.checkpoint_steps)} scheduled checkpoints, "
-        f"background loss floor {m.background_entropy:.3f} nats",
+        + (f"background loss floor {m.background_entropy:.3f} nats" if m.background_entropy is not None
+           else f"background: {m.config['mixture'].get('background', {}).get('kind', 'markov')} (loss floor unknown)"),
         "",
         _table(
             ["task", "share", "placement", "schedule", "eval", "split"],

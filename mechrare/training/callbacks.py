@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from typing import Any
 
-from mechrare.checkpoints.atomic import atomic_dir, sealed, sha256_file
+from mechrare.atomic import atomic_dir, sealed, sha256_file
 from mechrare.checkpoints.run import RunFolder, mechrare_version
 from mechrare.training.evaluate import evaluate
 from mechrare.checkpoints.train_state import STATE_JSON, save_state

@@ -51,7 +51,7 @@ def recorded_weights_sha(folder: Path) -> str | None:
 def held_weights_sha(folder: Path) -> str | None:
     """The sha256 a damaged folder's weights should have: its record's, or (no readable record) that of
     the weights file it holds."""
-    from mechrare.checkpoints.atomic import sha256_file
+    from mechrare.atomic import sha256_file
 
     recorded = recorded_weights_sha(folder)
     if recorded is None and (folder / WEIGHTS).is_file():

@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from mechrare.checkpoints.atomic import remove_stale_temps
+from mechrare.atomic import remove_stale_temps
 from mechrare.checkpoints.lock import LOCK_FILE, run_lock
 from mechrare.checkpoints.manifest import InterventionRecord, Manifest, ModelRecord, ShapeRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.metrics import write_metrics
@@ -45,9 +45,10 @@ log = logging.getLogger("mechrare")
 class Plan:
     """Everything resolved and validated from a config before anything is written."""
 
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, out: str | Path | None = None):
         self.config = config
-        self.mixture = Mixture(config.mixture, config.seed)
+        # a text background prepared before is found in the run folder first (resuming needs no corpus)
+        self.mixture = Mixture(config.mixture, config.seed, data_dirs=[Path(out) / "data"] if out is not None else None)
         self.mixture.check_batch_size(config.train.batch_size)
         self.shapes: list[ModelShape] = resolve_ladder(config.ladder.models)
         # interventions: extra models on a changed mixture (same vocabulary and eval sets)
@@ -270,7 +271,7 @@ def train_run(
 
     On CPU, ``train.jobs`` worker processes train (model, seed) pairs side by side, each with
     ``train.threads`` threads; every pair is trained exactly as it would be alone."""
-    plan = Plan(config)
+    plan = Plan(config, out)
     device = resolve_device(config.train.device, "train.device")
     check_memory(plan.shapes, len(plan.mixture.vocab), config.train.batch_size, config.mixture.sequence_length, device)
     refuse_foreign_folder(RunFolder(out))
@@ -282,6 +283,7 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
     from mechrare.checkpoints.series import quiet_transformers
 
     run = open_or_create(out, plan, name)
+    plan.mixture.background.install(run.path / "data")  # a text background's tokenizer and tokens, kept with the run
     todo = []
     for shape in plan.shapes:
         finished = run.read_manifest().model(shape.name).finished_seeds()

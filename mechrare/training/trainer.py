@@ -61,12 +61,15 @@ class Trainer:
         return self.cfg.batch_size * self.mixture.cfg.sequence_length
 
     # -- one update ---------------------------------------------------------------
-    def train_step(self, step: int):
+    def train_step(self, step: int, prefetched=None):
+        """One update on the batch of ``step`` (``prefetched``: its (ids, labels) built ahead)."""
         import torch
 
-        batch = self.mixture.batch(step, self.cfg.batch_size)
-        ids = torch.as_tensor(batch.input_ids).to(self.device, non_blocking=True)
-        labels = torch.as_tensor(batch.labels).to(self.device, non_blocking=True)
+        if prefetched is None:
+            batch = self.mixture.batch(step, self.cfg.batch_size)
+            prefetched = torch.as_tensor(batch.input_ids), torch.as_tensor(batch.labels)
+        ids = prefetched[0].to(self.device, non_blocking=True)
+        labels = prefetched[1].to(self.device, non_blocking=True)
         enabled = self.autocast_dtype is not None
         with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             loss = self._forward(input_ids=ids, labels=labels).loss
@@ -86,15 +89,24 @@ class Trainer:
             cb.on_train_start(self)
         if self.step == 0 and 0 in self.schedule:
             self._checkpoint()
-        while self.step < last:
-            loss = self.train_step(self.step)
-            self.step += 1
-            self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-            self._loss_count += 1
-            if self.step in self.schedule:
-                self._checkpoint()
-            for cb in self.callbacks:
-                cb.on_step_end(self, loss)
+        ahead = None
+        if self.cfg.prefetch and self.step < last:
+            from mechrare.training.prefetch import Prefetcher
+
+            ahead = Prefetcher(self.mixture, self.cfg.batch_size, self.step, last, pin=self.device.type == "cuda")
+        try:
+            while self.step < last:
+                loss = self.train_step(self.step, ahead.get(self.step) if ahead is not None else None)
+                self.step += 1
+                self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
+                self._loss_count += 1
+                if self.step in self.schedule:
+                    self._checkpoint()
+                for cb in self.callbacks:
+                    cb.on_step_end(self, loss)
+        finally:
+            if ahead is not None:
+                ahead.close()
         for cb in self.callbacks:
             cb.on_train_end(self)
 

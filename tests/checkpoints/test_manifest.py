@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mechrare.checkpoints import Manifest, ModelRecord, RunFolder, TaskRecord
-from mechrare.checkpoints.atomic import RECORD_SHA, seal_ok
+from mechrare.atomic import RECORD_SHA, seal_ok
 from mechrare.checkpoints.manifest import InterventionRecord, new_manifest
 from mechrare.errors import RunFolderError
 

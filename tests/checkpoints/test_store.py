@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mechrare.checkpoints import CheckpointStore, open_dataset
-from mechrare.checkpoints.atomic import TMP_PREFIX
+from mechrare.atomic import TMP_PREFIX
 from mechrare.errors import ChecksumError, RunFolderError
 
 

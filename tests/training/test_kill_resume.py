@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from mechrare.checkpoints import CheckpointStore, RunFolder
-from mechrare.checkpoints.atomic import TMP_PREFIX
+from mechrare.atomic import TMP_PREFIX
 from mechrare.config import load_config
 from mechrare.training import train_run
 from mechrare.checkpoints.train_state import load_state

@@ -89,7 +89,7 @@ def test_weights_that_come_back_different_are_kept_aside(pristine, tmp_path):
 
 def test_analyze_takes_finished_models_only_and_says_so(pristine, tmp_path, caplog):
     import mechrare
-    from mechrare.checkpoints.atomic import sealed
+    from mechrare.atomic import sealed
 
     out = tmp_path / "run"
     shutil.copytree(pristine, out)

@@ -1,6 +1,6 @@
 import pytest
 
-from mechrare.checkpoints.atomic import TMP_PREFIX, atomic_dir, atomic_write_text, remove_stale_temps
+from mechrare.atomic import TMP_PREFIX, atomic_dir, atomic_write_text, remove_stale_temps
 
 
 def test_atomic_dir_renames_only_on_success(tmp_path):
