@@ -49,7 +49,7 @@ def test_rerun_of_a_finished_run_is_a_no_op(tiny_run, capsys):
 def test_ls(tiny_run, capsys):
     assert run_cli("ls", str(tiny_run.path), "--steps") == 0
     out = capsys.readouterr().out
-    assert "final held-out accuracy" in out and "d24-l2" in out and "facts:8" in out
+    assert "final accuracy (mean of the last 3 checkpoints" in out and "d24-l2" in out and "facts:8" in out
     assert "d8-l1: 0 1 2 4 8 16 32 50 64 100 128 150 200 250 256 300" in out
     assert run_cli("ls", str(tiny_run.path / "nope")) == 2
 
@@ -70,7 +70,7 @@ def test_help_is_fast_and_lazy():
 def test_run_trains_then_lists(tiny_run, capsys):
     assert run_cli("run", "tiny", "--out", str(tiny_run.path), "--no-progress") == 0
     out = capsys.readouterr().out
-    assert "done already, skipping" in out and "final held-out accuracy" in out
+    assert "done already, skipping" in out and "final accuracy (mean of the last 3 checkpoints" in out
     for name in ("probes", "sae", "neurons", "interference", "retention"):
         assert f"{name}: wrote" in out
     assert "analyses: interference, neurons, probes, retention, sae" in out

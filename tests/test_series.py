@@ -83,7 +83,7 @@ def test_cli_analyze_ls_and_report_on_a_series(example_series, tmp_path, capsys)
     capsys.readouterr()
     assert main(["ls", str(out), "--steps"]) == 0
     text = capsys.readouterr().out
-    assert "held-out accuracy at the last checkpoint" in text and "small: 0 10 20 40" in text
+    assert "final held-out accuracy (mean of the last 3 checkpoints, as in the report)" in text and "small: 0 10 20 40" in text
     assert main(["report", str(out), "--no-progress"]) == 0
     summary = (out / "report" / "summary.md").read_text()
     assert "Series trained elsewhere, checkpoints from tiny:" in summary

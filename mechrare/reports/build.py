@@ -19,7 +19,7 @@ from pathlib import Path
 from mechrare._version import __version__
 from mechrare.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
-from mechrare.reports.data import RunData
+from mechrare.reports.data import FINAL_LAST, FINAL_WORDS, RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable
 from mechrare.reports.sweep import chance_of, sweep_cells, sweep_rows
@@ -148,7 +148,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         "",
     ]
     lines += [f"- ({f.key}) {f.rule}." + (f" Test: {f.test}." if f.test else "") for f in findings]
-    lines += ["", "## Models", "", model_table_markdown(data), ""]
+    lines += ["", "## Models", "", model_table_markdown(data), "", models_note(data), ""]
     sweep = sweep_rows(data, _chance(data))
     if sweep is not None:
         header, rows = sweep
@@ -184,9 +184,21 @@ def model_rows(data: RunData) -> tuple[list[str], list[list[str]]]:
         iv = data.intervention(model)
         mix = ", ".join(f"{t} x{f:g}" for t, f in iv.upsample.items()) if iv else (
             "elsewhere (its own data)" if data.kind == "series" else "the run's mixture")
-        accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else 3):.3f}" if data.metrics is not None else "-" for t in data.tasks]
+        accs = [f"{data.final(var, model, t, last=1 if data.kind == 'toy' else FINAL_LAST):.3f}" if data.metrics is not None else "-" for t in data.tasks]
         rows.append([model, f"{data.n_params(model):,}", mix] + accs)
     return header, rows
+
+
+def models_note(data: RunData) -> str:
+    """What the model table's numbers are: the window "final" is read at, the eval sets and chance."""
+    if data.kind == "toy":
+        return "final s_k: the retained signal at the last step."
+    parts = []
+    for t in data.tasks:
+        record = data.manifest.task(t)
+        kind = "recall: eval set = training set" if record.split == "all" else "held-out"
+        parts.append(f"{t}: {record.eval_examples} items, {kind}")
+    return (f"final acc.: {FINAL_WORDS} (as `mechrare ls` prints it), mean over seeds. Eval sets: " + "; ".join(parts) + ".")
 
 
 def model_table_markdown(data: RunData) -> str:
@@ -245,7 +257,7 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
 <h2>Findings</h2>
 <table id="findings"><tr><th>finding</th><th>status</th><th>effect [95% CI]</th><th>seeds</th><th>measured</th></tr>{rows}</table>
 <details><summary class="meta">how each status was decided</summary><ul class="meta">{rules}</ul></details>
-<h2>Models</h2><table>{models}</table>
+<h2>Models</h2><table>{models}</table><p class="meta">{_e(models_note(data))}</p>
 {_sweep_html(data)}
 {''.join(figs)}
 <p class="meta">mechrare {_e(__version__)}, {_e(time.strftime('%Y-%m-%d %H:%M'))}</p>

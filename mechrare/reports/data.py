@@ -17,6 +17,11 @@ from mechrare.checkpoints.run import RunFolder
 from mechrare.runs import Run
 
 
+#: "final" everywhere (report, findings, ``mechrare ls``): the mean over a model's last FINAL_LAST checkpoints
+FINAL_LAST = 3
+FINAL_WORDS = f"mean of the last {FINAL_LAST} checkpoints"
+
+
 @dataclass
 class RunData:
     run: RunFolder
@@ -102,7 +107,7 @@ class RunData:
         return "step" if self.kind == "toy" else "training tokens"
 
     # -- common reads -------------------------------------------------------------------
-    def final(self, var: str, model: str, task: str, last: int = 3) -> float:
+    def final(self, var: str, model: str, task: str, last: int = FINAL_LAST) -> float:
         """Mean of ``metrics[var]`` over the model's last ``last`` checkpoints (less noisy
         than the single final value), averaged over training seeds."""
         values = self.final_by_seed(var, model, task, last)
@@ -115,7 +120,7 @@ class RunData:
             return [int(s) for s in self.metrics.seed.values]
         return [0]
 
-    def final_by_seed(self, var: str, model: str, task: str, last: int = 3) -> np.ndarray:
+    def final_by_seed(self, var: str, model: str, task: str, last: int = FINAL_LAST) -> np.ndarray:
         """:meth:`final` for each training seed ([seed]; NaN where a seed has no values)."""
         da = self.metrics[var].sel(model=model, task=task)
         if "seed" not in da.dims:

@@ -63,6 +63,14 @@ def draw_probes(data: RunData):
 
 
 # -- neurons ----------------------------------------------------------------------------------
+def mlp_neurons(ds, model: str) -> int:
+    """The model's own MLP neurons (all blocks) in neurons.nc: the ones with an allocation at some step;
+    the dataset pads smaller models to the largest one's blocks and width with NaN."""
+    alloc = ds.allocation.sel(model=model)
+    alloc = alloc.isel(seed=0) if "seed" in alloc.dims else alloc
+    return int(np.isfinite(alloc).any(("step", "task")).sum())
+
+
 def draw_neurons(data: RunData):
     ds = data.analyses["neurons"]
     models = [m for m in data.models if m in ds.model.values]
@@ -78,7 +86,7 @@ def draw_neurons(data: RunData):
         ticks = np.unique(np.linspace(0, len(steps) - 1, 6).astype(int))
         ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
         ax.set_xlabel("step (checkpoint index spacing)")
-        n = int(ds.sizes["neuron"] * ds.sizes["block"])
+        n = mlp_neurons(ds, m)  # this model's own, not the padded array's
         how = "task neurons" if var == "n_claimed" else "attribution"
         ax.set_title(f"{m}: MLP neurons owned, {how} (of {n}){', mean over seeds' if 'seed' in claimed.dims and claimed.sizes['seed'] > 1 else ''}", fontsize=10)
         ax.grid(alpha=0.3)

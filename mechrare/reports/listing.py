@@ -7,6 +7,7 @@ from pathlib import Path
 from mechrare.checkpoints.run import RunFolder
 from mechrare.checkpoints.store import CheckpointStore
 from mechrare.errors import RunFolderError
+from mechrare.reports.data import FINAL_LAST, FINAL_WORDS
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -18,8 +19,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[str]]]:
-    """One row per (model, seed) with checkpoints: the last step and its held-out accuracy per task."""
+    """One row per (model, seed) with checkpoints: the steps of its final window and the mean eval accuracy
+    per task over them (the report's "final": :data:`mechrare.reports.data.FINAL_LAST` checkpoints).
+    A recall task's column says so: its eval set is its training set."""
     tasks = store.manifest.task_names
+    recall = {t.name for t in store.manifest.tasks if t.split == "all"}
     seeds = store.seeds()
     rows = []
     for model in store.models():
@@ -27,18 +31,24 @@ def final_accuracy_rows(store: CheckpointStore) -> tuple[list[str], list[list[st
         if not have:
             rows.append([model, "-", "-"] + ["-"] * len(tasks))
         for seed in have:
-            steps = store.steps(model, seed)
-            evals = store.info(model, steps[-1], seed).get("eval", {})
-            rows.append([model, str(seed), str(steps[-1])] + [f"{evals[t]['accuracy']:.3f}" if t in evals else "-" for t in tasks])
+            window = store.steps(model, seed)[-FINAL_LAST:]
+            evals = [store.info(model, s, seed).get("eval", {}) for s in window]
+            cells = []
+            for t in tasks:
+                acc = [e[t]["accuracy"] for e in evals if t in e]
+                cells.append(f"{sum(acc) / len(acc):.3f}" if acc else "-")
+            steps = f"{window[0]}..{window[-1]}" if len(window) > 1 else str(window[0])
+            rows.append([model, str(seed), steps] + cells)
+    header = [f"{t} (recall)" if t in recall else t for t in tasks]
     if len(seeds) == 1:
-        return ["model", "step"] + tasks, [r[:1] + r[2:] for r in rows]
-    return ["model", "seed", "step"] + tasks, rows
+        return ["model", "steps"] + header, [r[:1] + r[2:] for r in rows]
+    return ["model", "seed", "steps"] + header, rows
 
 
 def describe_series(name: str, record: dict, folder: Path | None = None, list_steps: bool = False,
                     exclude_suspect: bool = False) -> str:
     """An external series (its ``series.json`` record): models, checkpoints, suspect checkpoints,
-    held-out accuracy at the last checkpoint where ``folder`` holds analyses/evaluation.nc."""
+    final held-out accuracy (mean of the last checkpoints, as in the report) where ``folder`` holds analyses/evaluation.nc."""
     models = record["models"]
     out = [f"series {name}" + (f"  (analyses in {folder})" if folder else "  (not recorded yet: mechrare analyze SERIES.toml --out DIR)"), ""]
     rows, suspects = [], []
@@ -65,9 +75,11 @@ def describe_series(name: str, record: dict, folder: Path | None = None, list_st
             for model in acc.model.values:
                 series = acc.sel(model=model).dropna("step", how="all")
                 if series.sizes["step"]:
-                    last = series.isel(step=-1)
-                    rows.append([str(model), int(last.step)] + [f"{float(last.sel(task=t)):.3f}" for t in tasks])
-            out += ["", "held-out accuracy at the last checkpoint:", _table(["model", "step"] + tasks, rows)]
+                    window = series.isel(step=slice(-FINAL_LAST, None))
+                    steps = [int(x) for x in window.step.values]
+                    rows.append([str(model), f"{steps[0]}..{steps[-1]}" if len(steps) > 1 else str(steps[0])]
+                                + [f"{float(window.sel(task=t).mean()):.3f}" for t in tasks])
+            out += ["", f"final held-out accuracy ({FINAL_WORDS}, as in the report):", _table(["model", "steps"] + tasks, rows)]
         done = sorted(p.stem for p in (Path(folder) / "analyses").glob("*.nc"))
         out += ["", f"analyses: {', '.join(done) if done else f'none yet (mechrare analyze {folder})'}"]
     if list_steps:
@@ -117,7 +129,8 @@ def describe_run(path: str | Path, list_steps: bool = False) -> str:
                      "/".join(map(str, sorted(set(counts)))), max(lasts) if lasts else "-"])
     out += [_table(["model", "params", "status", "seeds done", "checkpoints", "last"], rows), ""]
     header, acc_rows = final_accuracy_rows(store)
-    out += ["final held-out accuracy:", _table(header, acc_rows)]
+    out += [f"final accuracy ({FINAL_WORDS}, as in the report; held-out except recall tasks, "
+            "whose eval set is their training set):", _table(header, acc_rows)]
     done = sorted(p.stem for p in (store.run.path / "analyses").glob("*.nc"))
     out += ["", f"analyses: {', '.join(done) if done else 'none yet (mechrare analyze ' + str(store.run.path) + ')'}"]
     if list_steps:

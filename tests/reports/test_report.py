@@ -109,3 +109,33 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
         assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_owned_neurons_are_counted_out_of_each_models_own_mlp(report, tiny_run):
+    from mechrare import open_run
+    from mechrare.reports.figures import mlp_neurons
+
+    run = open_run(tiny_run.path)
+    ds = run.dataset("neurons")
+    for model in run.models:
+        config = run.series.load(model, 0).config
+        assert mlp_neurons(ds, model) == config.intermediate_size * config.num_hidden_layers
+    assert len({mlp_neurons(ds, m) for m in run.models}) > 1  # the ladder's sizes differ: no shared padded count
+
+
+def test_ls_and_the_report_read_final_accuracy_the_same_way(report, tiny_run):
+    from mechrare.checkpoints.store import CheckpointStore
+    from mechrare.reports.data import RunData
+    from mechrare.reports.listing import final_accuracy_rows
+
+    header, rows = final_accuracy_rows(CheckpointStore(tiny_run.path))
+    data = RunData.load(tiny_run.path)
+    assert header[:2] == ["model", "steps"] and "facts:8 (recall)" in header and "compare:4" in header
+    tasks = data.tasks
+    for row in rows:
+        steps = data.metrics.sel(model=row[0]).dropna("step", how="all").step.values[-3:]
+        assert row[1] == f"{int(steps[0])}..{int(steps[-1])}"
+        for task, cell in zip(tasks, row[2:]):
+            assert cell == f"{data.final('accuracy', row[0], task):.3f}", (row[0], task)
+    page = (report.parent / "summary.md").read_text()
+    assert "final acc.: mean of the last 3 checkpoints" in page and "facts:8: " in page and "recall: eval set = training set" in page
