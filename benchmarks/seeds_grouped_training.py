@@ -103,14 +103,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", nargs="+", default=["d16-l2", "d32-l2", "d64-l2"])
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the one-program variants")
+    ap.add_argument("--no-processes", action="store_true", help="skip the worker-process variant")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    print(f"3 seeds, batch {BATCH} x {LENGTH}, {args.steps} updates, CPU, one thread per process")
+    torch.set_num_threads(args.threads)
+    print(f"3 seeds, batch {BATCH} x {LENGTH}, {args.steps} updates, CPU, {args.threads} thread(s) in one program, one per worker process")
     print("| size | one after another (ms/update) | vmap, one program | speed-up | worker processes, steady | speed-up | with start-up |")
     print("|---|---|---|---|---|---|---|")
     for size in args.sizes:
         seq = sequential(size, args.steps)
         vm = stacked(size, args.steps)
+        if args.no_processes:
+            print(f"| {size} | {seq * 1e3:.1f} | {vm * 1e3:.1f} | {seq / vm:.2f}x (vmap / one after another = {vm / seq:.2f}) | - | - | - |")
+            continue
         proc, total, jobs = processes(size, args.steps)
         print(f"| {size} | {seq * 1e3:.1f} | {vm * 1e3:.1f} | {seq / vm:.2f}x | {proc * 1e3:.1f} ({jobs} workers) | {seq / proc:.2f}x "
               f"| {total * 1e3:.1f} ms ({seq / total:.2f}x) |")

@@ -35,6 +35,20 @@ def draw_accuracy(data: RunData):
 
 
 # -- probes ---------------------------------------------------------------------------------
+#: a control probe scoring this high (random labels per input token, memorised) makes selectivity meaningless
+CONTROL_UNINFORMATIVE = 0.9
+
+
+def probe_title(ds, target: str) -> str:
+    """A probe panel's title: the target, its chance level (1 / classes), held-out items, and what its
+    control probe says (mean over models, steps and depths; selectivity is uninformative where it is high)."""
+    n_classes = int(ds.n_classes.sel(target=target))
+    n_test = int(ds.n_test.sel(target=target))
+    control = float(ds.control_score.sel(target=target).mean())
+    note = "selectivity uninformative" if control >= CONTROL_UNINFORMATIVE else f"control {control:.2f}"
+    return f"{target}\nchance {1 / n_classes:.2f}, {n_test} test items, {note}"
+
+
 def draw_probes(data: RunData):
     ds = data.analyses["probes"]
     targets = [f"{t}/answer" for t in data.tasks if f"{t}/answer" in ds.target.values]
@@ -53,7 +67,7 @@ def draw_probes(data: RunData):
             ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
             ax.set_yticks(range(scores.shape[0]), [str(v) for v in ds[depth].values], fontsize=7)
             if i == 0:
-                ax.set_title(target, fontsize=9)
+                ax.set_title(probe_title(ds, target), fontsize=8)
             if j == 0:
                 ax.set_ylabel(f"{m}\n{depth}", fontsize=8)
             if i == len(models) - 1:
@@ -140,6 +154,11 @@ def draw_coupling(data: RunData):
     return fig
 
 
+#: cos(g_nt, g_r) < 0 (the rest of the batch pushes against the task: interference) in the warm colour
+INTERFERENCE_CMAP = "coolwarm_r"
+INTERFERENCE_LABEL = "mean cos(g_nt, g_r) over the event\nred < 0: interference; blue > 0: aligned"
+
+
 def draw_timeline(data: RunData):
     ds = data.analyses["retention"]
     inter = data.analyses.get("interference")
@@ -151,7 +170,7 @@ def draw_timeline(data: RunData):
     fig, axes = grid(len(models), ncols=1, size=(10, 2.4), sharex=True)
     scale = max([abs(e["interference"]) for e in events if not np.isnan(e.get("interference", np.nan))] + [0.02])
     norm = Normalize(-scale, scale)
-    cmap = colormap("coolwarm")
+    cmap = colormap(INTERFERENCE_CMAP)
     rows = [f"{t} / {s}" for t in ds.task.values for s in ds.signal.values]
     last = float(max(ds.peak_step.max(), ds.overwrite_step.max(), 1)) if events else 1.0
     if inter is not None:
@@ -163,7 +182,7 @@ def draw_timeline(data: RunData):
             tested = e.get("calibrated", True)  # untested (thresholded) events are drawn faint
             ax.plot([e["peak_step"], e["overwrite_step"]], [y, y], lw=7, color=color, solid_capstyle="butt", alpha=1.0 if tested else 0.35)
             ax.plot([e["overwrite_step"]], [y], marker="v", color="black", ms=5)
-        ax.set_yticks(range(len(rows)), rows, fontsize=6)
+        ax.set_yticks(range(len(rows)), rows, fontsize=8)
         ax.set_ylim(-0.5, len(rows) - 0.5)
         ax.set_title(f"{m}: overwrite events (bar: peak -> overwrite, coloured by mean cos(g_nt, g_r) over it)", fontsize=9)
         step_axis(ax)
@@ -175,7 +194,7 @@ def draw_timeline(data: RunData):
             twin.set_ylabel(f"cos(g_nt, g {data.rare_task})", fontsize=7, color="tab:orange")
         ax.set_xlim(0, last * 1.05)
     fig.tight_layout()
-    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.1, label="interference over the event: mean cos(g_nt, g_r)")
+    fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.1, label=INTERFERENCE_LABEL)
     return fig
 
 

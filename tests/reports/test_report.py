@@ -139,3 +139,27 @@ def test_ls_and_the_report_read_final_accuracy_the_same_way(report, tiny_run):
             assert cell == f"{data.final('accuracy', row[0], task):.3f}", (row[0], task)
     page = (report.parent / "summary.md").read_text()
     assert "final acc.: mean of the last 3 checkpoints" in page and "facts:8: " in page and "recall: eval set = training set" in page
+
+
+def test_interference_is_drawn_in_the_warm_colour():
+    from matplotlib import colormaps
+
+    from mechrare.reports.figures import INTERFERENCE_CMAP, INTERFERENCE_LABEL
+
+    cmap = colormaps[INTERFERENCE_CMAP]
+    negative, positive = cmap(0.0), cmap(1.0)  # cos = -scale and +scale
+    assert negative[0] > negative[2] and positive[2] > positive[0]  # red for interference (cos < 0), blue for aligned
+    assert "red < 0: interference" in INTERFERENCE_LABEL
+
+
+def test_probe_titles_give_chance_items_and_the_control(report, tiny_run):
+    from mechrare import open_run
+    from mechrare.reports.figures import probe_title
+
+    ds = open_run(tiny_run.path).dataset("probes")
+    for target in [str(t) for t in ds.target.values]:
+        title = probe_title(ds, target)
+        n = int(ds.n_classes.sel(target=target))
+        assert f"chance {1 / n:.2f}" in title and f"{int(ds.n_test.sel(target=target))} test items" in title
+        control = float(ds.control_score.sel(target=target).mean())
+        assert ("selectivity uninformative" in title) == (control >= 0.9)
