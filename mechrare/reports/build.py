@@ -19,6 +19,7 @@ from pathlib import Path
 from mechrare._version import __version__
 from mechrare.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
+from mechrare.reports import figures_scaling as _figures_scaling  # noqa: F401  (loss, interference against size, SAE)
 from mechrare.reports.data import FINAL_LAST, FINAL_WORDS, RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable

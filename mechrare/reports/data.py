@@ -138,7 +138,7 @@ class RunData:
 def steps_of(ds, model: str, var: str) -> tuple[np.ndarray, object]:
     """(steps, values) of ``ds[var]`` for ``model`` where the model has values."""
     da = ds[var].sel(model=model)
-    keep = ~np.isnan(da.values.reshape(da.sizes["step"], -1)).all(axis=1)
+    keep = ~np.isnan(da.transpose("step", ...).values.reshape(da.sizes["step"], -1)).all(axis=1)  # step first, whatever the order
     da = da.isel(step=np.flatnonzero(keep))
     return da.step.values, da
 

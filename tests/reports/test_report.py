@@ -4,6 +4,7 @@ import json
 import re
 import shutil
 
+import numpy as np
 import pytest
 
 import _browser
@@ -52,7 +53,8 @@ def test_report_files_and_findings(report, tiny_run):
         assert set(f) >= {"key", "status", "estimate", "ci_low", "ci_high", "n_seeds", "test", "rule"}
     assert record["findings"][0]["ci_low"] is None and record["findings"][0]["n_seeds"] == 1
     pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
-    assert pngs == sorted(["accuracy", "probes", "neurons", "cosine", "coupling", "timeline", "intervention"])
+    assert pngs == sorted(["accuracy", "loss", "probes", "sae", "neurons", "cosine", "interference_size", "coupling", "timeline",
+                           "intervention"])
     for p in (folder / "figures").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(folder.rglob("*.tmp*"))
@@ -61,7 +63,7 @@ def test_report_files_and_findings(report, tiny_run):
 def test_html_is_self_contained_and_opens_with_the_findings(report):
     page = report.read_text()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
-    assert len(srcs) == 7 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
     # the findings table comes before the first figure
     assert page.index("id=\"findings\"") < page.index("<img")
@@ -84,7 +86,7 @@ def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
     assert f"not drawn: needs probes (`mechrare analyze {run} --only probes`)" in summary  # this folder, not RUN
     assert f"not drawn: needs neurons (`mechrare analyze {run} --only neurons`)" in summary
     assert f"(`mechrare analyze {run} --only retention`)" in summary and "analyze RUN" not in summary
-    assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "intervention"]
+    assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "intervention", "loss"]
 
 
 def test_report_cli_bad_folder(tmp_path, capsys):
@@ -104,7 +106,7 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
         pytest.skip(f"no browser: {why}")
     shot = tmp_path / "first_screen.png"
     images = _browser.render(report, shot)
-    assert len(images) == 7
+    assert len(images) == 10
     for img in images:
         assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
     data = shot.read_bytes()
@@ -163,3 +165,34 @@ def test_probe_titles_give_chance_items_and_the_control(report, tiny_run):
         assert f"chance {1 / n:.2f}" in title and f"{int(ds.n_test.sel(target=target))} test items" in title
         control = float(ds.control_score.sel(target=target).mean())
         assert ("selectivity uninformative" in title) == (control >= 0.9)
+
+
+def test_steps_of_drops_steps_no_seed_has_whatever_the_dimension_order():
+    import numpy as np
+    import xarray as xr
+
+    from mechrare.reports.data import steps_of
+
+    v = np.ones((1, 2, 4))
+    v[0, :, 3] = np.nan  # no seed at step 3
+    v[0, 0, 1] = np.nan  # one seed missing at step 1: kept
+    ds = xr.Dataset({"x": (("model", "seed", "step"), v)}, coords={"model": ["a"], "step": [0, 1, 2, 3]})
+    steps, da = steps_of(ds, "a", "x")
+    assert list(steps) == [0, 1, 2] and da.sizes["step"] == 3
+
+
+def test_interference_against_size_points_match_the_finding_per_seed(report, tiny_run):
+    from mechrare.reports.data import RunData
+    from mechrare.reports.figures_scaling import size_points
+    from mechrare.reports.findings import interference_by_model
+
+    data = RunData.load(tiny_run.path)
+    points = size_points(data)
+    per = interference_by_model(data)
+    assert [p[0] for p in points["coupling"]] == sorted(float(data.n_params(m)) for m in data.ladder)
+    for (n, mean, low, high, seeds), m in zip(points["coupling"], data.ladder):
+        assert mean == pytest.approx(float(per[m]["coupling"].mean())) and seeds == 1
+        assert np.isnan(low) and np.isnan(high)  # one seed: no interval drawn
+    assert {"loss", "interference_size", "sae"} <= set(FIGURES.names())
+    page = (report.parent / "index.html").read_text()
+    assert page.count("<img") == 10  # the three new figures render in the report
