@@ -13,9 +13,18 @@ import numpy as np
 from mechrare.reports.data import RunData, retention_events, steps_of
 from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
+from mechrare.reports.sweep import chance_of
 
 
 # -- accuracy ------------------------------------------------------------------------------
+def accuracy_title(data: RunData, task: str, chance: float | None) -> str:
+    """The task, its share, its eval set (items; held-out, or recall: the training set) and chance level."""
+    record = data.manifest.task(task)
+    kind = "recall (eval = training set)" if record.split == "all" else "held-out"
+    said = f", chance {chance:.3f}" if chance is not None else ""
+    return f"{task_title(data, task)}\n{record.eval_examples} {kind} items{said}"
+
+
 def draw_accuracy(data: RunData):
     ds, styles = data.metrics, model_styles(data)
     fig, axes = grid(len(data.tasks))
@@ -23,12 +32,15 @@ def draw_accuracy(data: RunData):
         for m in data.ladder + data.interventions:  # sweep points: the report's frequency-sweep table
             acc = ds.accuracy.sel(model=m, task=task)
             seed_band(ax, ds.tokens.values, acc, ds.tokens.values > 0, label=model_label(data, m), **styles[m])
+        chance = chance_of(data, task)
+        if chance is not None:
+            ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
         ax.set_xscale("log")
         ax.set_xlabel("training tokens")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(task_title(data, task), fontsize=10)
+        ax.set_title(accuracy_title(data, task, chance), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out accuracy")
+    axes[0].set_ylabel("eval accuracy")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig

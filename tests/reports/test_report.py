@@ -196,3 +196,15 @@ def test_interference_against_size_points_match_the_finding_per_seed(report, tin
     assert {"loss", "interference_size", "sae"} <= set(FIGURES.names())
     page = (report.parent / "index.html").read_text()
     assert page.count("<img") == 10  # the three new figures render in the report
+
+
+def test_accuracy_panels_name_the_eval_set_and_chance(report, tiny_run):
+    from mechrare.reports.data import RunData
+    from mechrare.reports.figures import accuracy_title
+    from mechrare.reports.sweep import chance_of
+
+    data = RunData.load(tiny_run.path)
+    assert accuracy_title(data, "facts:8", None).endswith("recall (eval = training set) items")
+    chance = chance_of(data, "compare:4")
+    assert chance is not None and f"chance {chance:.3f}" in accuracy_title(data, "compare:4", chance)
+    assert f"{data.eval_examples('compare:4')} held-out items" in accuracy_title(data, "compare:4", chance)
