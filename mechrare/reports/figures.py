@@ -58,14 +58,14 @@ def probe_title(ds, target: str) -> str:
     n_test = int(ds.n_test.sel(target=target))
     control = float(ds.control_score.sel(target=target).mean())
     note = "selectivity uninformative" if control >= CONTROL_UNINFORMATIVE else f"control {control:.2f}"
-    return f"{target}\nchance {1 / n_classes:.2f}, {n_test} test items, {note}"
+    return f"{target}\nchance {1 / n_classes:.2f}, {n_test} test items\n{note}"
 
 
 def draw_probes(data: RunData):
     ds = data.analyses["probes"]
     targets = [f"{t}/answer" for t in data.tasks if f"{t}/answer" in ds.target.values]
     models = [m for m in data.models if m in ds.model.values]
-    fig = figure((3.6 * len(targets), 1.9 * len(models) + 0.6))
+    fig = figure((3.6 * len(targets), 1.9 * len(models) + 0.9))
     axes = fig.subplots(len(models), len(targets), squeeze=False)
     steps = ds.step.values
     image = None
@@ -79,7 +79,7 @@ def draw_probes(data: RunData):
             ax.set_xticks(ticks, [str(steps[k]) for k in ticks], fontsize=7)
             ax.set_yticks(range(scores.shape[0]), [str(v) for v in ds[depth].values], fontsize=7)
             if i == 0:
-                ax.set_title(probe_title(ds, target), fontsize=8)
+                ax.set_title(probe_title(ds, target), fontsize=7.5)
             if j == 0:
                 ax.set_ylabel(f"{m}\n{depth}", fontsize=8)
             if i == len(models) - 1:
