@@ -1,7 +1,9 @@
 """Is neuron ownership causal? For every model and task of a run (default: the
 final checkpoint), zero the MLP neurons the task owns (analyses/neurons.nc) and,
 side by side, as many random neurons in the same blocks (mean and max of N
-draws); print the task's loss increase for both and their ratio.
+draws, not owned by the task); print the task's loss increase for both and their ratio.
+The same measurement runs with the other analyses as ``mechrare analyze RUN --only ablation``
+(analyses/ablation.nc, report finding (f)); this script reads one checkpoint directly.
 
     python benchmarks/ownership_ablation.py runs/quickstart [--step 1500] [--draws 20] [--seed 0] [--measure attribution]
 
@@ -18,7 +20,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main() -> None:
-    from mechrare.analyses.neurons import ablation_loss_increase
+    import numpy as np
+
+    from mechrare.analyses.ablation import ablate_task
+    from mechrare.analyses.neurons import task_inputs
     from mechrare.runs import open_run
 
     ap = argparse.ArgumentParser()
@@ -43,11 +48,13 @@ def main() -> None:
         bridge = store.load_bridge(model, step, seed=args.seed)
         owner = ds[var].sel(model=model, step=step, seed=args.seed).values
         for t, name in enumerate(tasks.names):
-            r = ablation_loss_increase(bridge, tasks, owner, t, n_random=args.draws)
+            ids, answer = task_inputs(tasks, name)
+            r = ablate_task(bridge, ids, answer, owner, t, args.draws, np.random.default_rng([args.seed, t]))
+            r["random_max"], r["random"] = float(r["random"].max()), float(r["random"].mean())
             ratio = r["owned"] / r["random"] if r["random"] > 0 else float("inf")
             flag = "" if r["n_owned"] < args.min_owned else ("  ok" if r["owned"] > r["random"] else "  FAIL")
             ok &= not flag.strip() == "FAIL"
-            print(f"{model:8} {step:5d} {name:10} {r['n_owned']:5d} {r['base_loss']:9.4f} {r['owned']:+10.4f} {r['random']:+11.4f} {r['random_max']:+10.4f} {ratio:7.1f}{flag}")
+            print(f"{model:8} {step:5d} {name:10} {r['n_owned']:5d} {r['base']:9.4f} {r['owned']:+10.4f} {r['random']:+11.4f} {r['random_max']:+10.4f} {ratio:7.1f}{flag}")
     print("every task owning >= %d neurons: zeroing them hurts more than random: %s" % (args.min_owned, "yes" if ok else "NO"))
 
 

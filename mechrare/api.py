@@ -91,13 +91,16 @@ def train(config="quickstart", out: str | Path | None = None, *, overrides=(), n
 
 # -- analyze ----------------------------------------------------------------------------------
 def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None = None, progress: bool = True,
-            jobs: int = 0, echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
+            jobs: int = 0, keep_parts: bool = False, echo: Callable[[str], None] = lambda s: None, **settings: Any) -> dict:
     """Run analyses over ``run`` (a run folder's path, a SERIES.toml or a Run) and return their xarray
     Datasets by name; each is written to ``analyses/<name>.nc`` and resumes where it stopped.
     ``out``: where a SERIES.toml's series is recorded and analysed (default ``runs/<name>``).
 
     ``only``: analysis names (default: all, each after the ones it reads); ``models`` /
     ``steps``: restrict to these; ``jobs``: worker processes on CPU (0: one per core, 1: none);
+    ``keep_parts``: keep ``analyses/<name>.parts/`` (the per-checkpoint parts) after an analysis
+    completes; by default they are removed then, and a rerun with the same inputs reuses the dataset
+    (an interrupted analysis keeps its parts and resumes from them);
     ``settings``: per analysis, a dict or config object that overrides the run's
     ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
     from mechrare.analyses import ANALYSES, default_names, ordered, resolve_settings
@@ -132,9 +135,44 @@ def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None =
     out = {}
     with run_lock(ctx.folder, "mechrare analyze"):
         for name in names:
-            out[name] = ANALYSES.get(name).run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
-            echo(f"{name}: wrote {ctx.analysis_path(name)}")
+            analysis = ANALYSES.get(name)
+            current = _up_to_date(ctx, analysis, configs[name], models, steps)
+            if current is not None:
+                out[name] = current
+                echo(f"{name}: up to date ({ctx.analysis_path(name)})")
+            else:
+                out[name] = analysis.run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
+                echo(f"{name}: wrote {ctx.analysis_path(name)}")
+            if not keep_parts:
+                _remove_parts(ctx, name)
     return out
+
+
+def _up_to_date(ctx, analysis, cfg, models, steps):
+    """The analysis's dataset when it was made from exactly these inputs (its ``inputs_key``), else None."""
+    key_of = getattr(analysis, "inputs_key", None)
+    path = ctx.analysis_path(analysis.name)
+    if key_of is None or not path.is_file():
+        return None
+    from mechrare.checkpoints.datasets import open_dataset
+    from mechrare.errors import RunFolderError
+
+    try:
+        ds = open_dataset(path)
+    except RunFolderError:  # damaged: recomputed, and the new file replaces it
+        return None
+    return ds if ds.attrs.get("inputs_key") == key_of(ctx, cfg, models, steps) else None
+
+
+def _remove_parts(ctx, name: str) -> None:
+    """Remove ``analyses/<name>.parts`` once its dataset is written (only that folder, inside the run)."""
+    import shutil
+
+    from mechrare.names import inside
+
+    folder = inside(ctx.folder, Path(ctx.folder) / "analyses" / f"{name}.parts")
+    if folder.is_dir():
+        shutil.rmtree(folder)
 
 
 # -- report -----------------------------------------------------------------------------------

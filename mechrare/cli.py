@@ -77,12 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("analyze", help="run analyses over every checkpoint of a run or a SERIES.toml (resumable)")
     p.add_argument("run", help="run folder, or a SERIES.toml describing checkpoints trained elsewhere")
     p.add_argument("--out", help="for a SERIES.toml: the folder its record and analyses go to [runs/<series name>]")
-    p.add_argument("--only", help="comma-separated analyses [all that apply]: evaluation (series), probes, sae, neurons, "
-                                  "interference, retention")
+    p.add_argument("--only", help="comma-separated analyses [all that apply]: evaluation (series), probes, sae, "
+                                  "interference, neurons, ablation, retention")
     _add_set_arg(p, "--set probes.probe=ridge --set probes.params.C=0.5")
     p.add_argument("--models", help="comma-separated models [all]")
     p.add_argument("--steps", help="comma-separated checkpoint steps [all]")
     p.add_argument("--jobs", type=int, default=0, help="worker processes on CPU [0: one per core; 1: none]")
+    p.add_argument("--keep-parts", action="store_true",
+                   help="keep analyses/<name>.parts/ after an analysis completes [removed; an interrupted one keeps them]")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_analyze)
 
@@ -163,7 +165,7 @@ def cmd_analyze(args) -> int:
     if args.out is not None and not is_series_file(args.run):
         raise ConfigError(f"--out: is for a SERIES.toml; {args.run} is a run folder, whose analyses go into it")
     api.analyze(args.run, only=args.only, models=args.models, steps=_steps(args.steps), jobs=args.jobs, out=args.out,
-                progress=not args.no_progress, echo=print, **_analysis_settings(args.overrides))
+                keep_parts=args.keep_parts, progress=not args.no_progress, echo=print, **_analysis_settings(args.overrides))
     return 0
 
 

@@ -21,7 +21,7 @@ from mechrare.data.taskset import MixtureTaskSet, TaskSet
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import inside
 
-DATASETS = ("metrics", "evaluation", "probes", "sae", "neurons", "interference", "retention", "toy")
+DATASETS = ("metrics", "evaluation", "probes", "sae", "neurons", "interference", "retention", "ablation", "toy")
 
 
 @dataclass

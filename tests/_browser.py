@@ -1,7 +1,7 @@
 """Open an HTML file in headless Chromium (Debian's chromium + chromium-driver via
 Selenium), report how every <img> rendered and take a screenshot.
 
-Also a script: ``python tests/_browser.py report/index.html shot.png [WIDTH HEIGHT]``.
+Also a script: ``python tests/_browser.py report/index.html shot.png [WIDTH HEIGHT [FULL_PAGE.png]]``.
 """
 
 from __future__ import annotations
@@ -35,9 +35,11 @@ def available() -> str | None:
     return None
 
 
-def render(html: Path, screenshot: Path, size=(1280, 900)) -> list[dict]:
-    """Load ``html``, wait for it, return [{alt, naturalWidth, naturalHeight, complete}] of every <img>,
-    and save a screenshot of the first screen."""
+def render(html: Path, screenshot: Path, size=(1400, 900), full_page: Path | None = None) -> dict:
+    """Load ``html`` in a window ``size`` wide and high, wait for it, and return {"images": [{alt,
+    naturalWidth, naturalHeight, complete}] of every <img>, "overflow": how many CSS pixels the page is
+    wider than the window (0: no horizontal scroll)}; save a screenshot of the first screen, and with
+    ``full_page`` one of the whole page."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -62,9 +64,16 @@ def render(html: Path, screenshot: Path, size=(1280, 900)) -> list[dict]:
             "return [...document.images].map(i => ({alt: i.alt, naturalWidth: i.naturalWidth, "
             "naturalHeight: i.naturalHeight, complete: i.complete}));"
         )
+        overflow = driver.execute_script(
+            "return Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) - window.innerWidth;")
         Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(screenshot))
-        return images
+        if full_page is not None:
+            height = driver.execute_script("return document.documentElement.scrollHeight;")
+            driver.set_window_size(size[0], min(int(height) + 150, 30000))
+            Path(full_page).parent.mkdir(parents=True, exist_ok=True)
+            driver.save_screenshot(str(full_page))
+        return {"images": images, "overflow": int(overflow)}
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
@@ -72,7 +81,9 @@ def render(html: Path, screenshot: Path, size=(1280, 900)) -> list[dict]:
 
 if __name__ == "__main__":
     html, out = Path(sys.argv[1]), Path(sys.argv[2])
-    size = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1280, 900)
-    for img in render(html, out, size):
+    size = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) > 4 else (1400, 900)
+    full = Path(sys.argv[5]) if len(sys.argv) > 5 else None
+    seen = render(html, out, size, full)
+    for img in seen["images"]:
         print(img)
-    print(f"screenshot: {out}")
+    print(f"horizontal overflow: {seen['overflow']} px; screenshot: {out}" + (f"; full page: {full}" if full else ""))

@@ -73,7 +73,7 @@ def test_run_trains_then_lists(tiny_run, capsys):
     assert "done already, skipping" in out and "final accuracy (mean of the last 3 checkpoints" in out
     for name in ("probes", "sae", "neurons", "interference", "retention"):
         assert f"{name}: wrote" in out
-    assert "analyses: interference, neurons, probes, retention, sae" in out
+    assert "analyses: ablation, interference, neurons, probes, retention, sae" in out
     assert out.index("interference: wrote") < out.index("retention: wrote")
 
 

@@ -29,7 +29,7 @@ class Payload:
 def analysed(tmp_path_factory):
     out = tmp_path_factory.mktemp("pickles") / "run"
     assert main(["train", "tiny", "--out", str(out), *SMALL]) == 0
-    assert main(["analyze", str(out), "--only", "probes", "--no-progress"]) == 0
+    assert main(["analyze", str(out), "--only", "probes", "--keep-parts", "--no-progress"]) == 0  # a part to plant in
     return out
 
 

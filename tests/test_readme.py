@@ -23,7 +23,7 @@ def test_readme_python_example_runs(tiny_run, tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "Run('runs/tiny': 4 models, tasks facts:8, compare:4, lookup:2)" in out
     assert "(2, 16)" in out  # two texts, d_model 16
-    for key in "abcde":
+    for key in "abcdef":
         assert re.search(rf"^{key} (holds|does not hold|inconclusive|not measured) \S+ \(\S+, \S+\) - ", out, flags=re.M), key
     assert (tmp_path / "runs" / "tiny" / "report" / "index.html").is_file()
 

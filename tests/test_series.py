@@ -47,7 +47,7 @@ def test_every_analysis_runs_on_each_architecture(example_series, tmp_path, arch
     toml = example_series(architecture, style)
     out = tmp_path / "out"
     ds = mechrare.analyze(toml, out=out, progress=False, jobs=1, sae={"train_steps": 200, "sequences": 256})
-    assert set(ds) == {"evaluation", "probes", "neurons", "interference", "sae", "retention"}
+    assert set(ds) == {"evaluation", "probes", "neurons", "interference", "sae", "retention", "ablation"}
     ev = ds["evaluation"]
     assert ev.accuracy.dims == ("model", "seed", "step", "task") and np.isfinite(ev.accuracy).all()
     assert np.isfinite(ev.background_loss).all()
@@ -66,9 +66,20 @@ def test_every_analysis_runs_on_each_architecture(example_series, tmp_path, arch
     assert np.isfinite(inter.neuron_grad.sel(model="small", task="modadd").isel(step=0).values).all()
     assert np.isfinite(ds["probes"].probe_score).any() and float(ds["probes"].probe_score.max()) <= 1
     assert ds["sae"].attrs["batches"].startswith("proxy")
+    ab = ds["ablation"]
+    ablated = np.isfinite(ab.rise_owned.values)
+    np.testing.assert_allclose(ab.excess.values[ablated], (ab.rise_owned - ab.rise_random.mean("draw")).values[ablated])
+    from mechrare.analyses.ablation import zeroed_loss
+    from mechrare.analyses.neurons import task_inputs
+
+    run = mechrare.open_series(toml, out=out, progress=False)
+    bridge = run.series.load_bridge("small", run.series.steps("small")[-1])
+    ids, answer = task_inputs(run.tasks, "modadd", 32)
+    base = zeroed_loss(bridge, ids, answer, {})
+    assert zeroed_loss(bridge, ids, answer, {0: np.arange(4), 1: np.arange(4)}) != pytest.approx(base, abs=1e-7)  # the hook bites
     rep = mechrare.report(out, progress=False)
     assert rep.summary.read_text().count("Series trained elsewhere") == 1
-    assert {f.key for f in rep.findings} == {"a", "b", "c", "d", "e"}
+    assert {f.key for f in rep.findings} == {"a", "b", "c", "d", "e", "f"}
 
 
 def test_cli_analyze_ls_and_report_on_a_series(example_series, tmp_path, capsys):

@@ -4,6 +4,7 @@ Every analysis reads a :class:`~mechrare.runs.Context` (a checkpoint series and
 a task set); per-checkpoint ones share :class:`~mechrare.analyses.driver.PerCheckpoint`.
 """
 
+from mechrare.analyses import ablation as _ablation  # noqa: F401  (registers "ablation")
 from mechrare.analyses import evaluation as _evaluation  # noqa: F401  (registers "evaluation")
 from mechrare.analyses import interference as _interference  # noqa: F401  (registers "interference")
 from mechrare.analyses import neurons as _neurons  # noqa: F401  (registers "neurons")

@@ -18,6 +18,11 @@ and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
   restored checkpoint is recomputed. Older parts of the same step are removed. Each part
   carries the sha256 of its arrays (``__sha256__``); a part that is damaged, or from before
   checksums, is recomputed, and the rerun says so;
+* **up to date**: the written dataset records ``inputs_key`` (:meth:`PerCheckpoint.inputs_key`: its
+  parts' paths, every setting, and the sha256 of the datasets it reads); ``mechrare analyze``
+  reuses a dataset whose key matches without reading a part, and then removes
+  ``analyses/<name>.parts`` unless asked to keep them (``keep_parts``). ``run`` itself never skips:
+  it resumes from whatever parts are there;
 * **progress**: one bar per analysis over the checkpoints still to compute;
 * **jobs**: on CPU, parts are computed by ``jobs`` worker processes side by side
   (:mod:`mechrare.workers`; 0 = one per core), each writing its own part.
@@ -135,6 +140,24 @@ class PerCheckpoint(Analysis):
         key = digest([[s, series.fingerprint(model, s, seed)] for s in self.inputs(model, step, steps)])
         return inside(ctx.folder, self.parts_dir(ctx, cfg) / model / f"seed_{seed}" / f"step_{step}-{key}.npz")
 
+    def inputs_key(self, ctx: Context, cfg: Any, models: list[str] | None = None, steps: list[int] | None = None,
+                   plan: dict | None = None) -> str:
+        """What the dataset is a function of: the parts it is assembled from (their paths hash the part
+        settings and the weights), every other setting, and the sha256 of the datasets it reads."""
+        from mechrare.atomic import sha256_file
+
+        plan = self.plan(ctx, cfg, models, steps) if plan is None else plan
+        paths = sorted(str(self.part_path(ctx, cfg, m, s, chosen, seed).relative_to(ctx.folder))
+                       for (m, seed), chosen in plan.items() for s in chosen)
+        own = ctx.analysis_path(self.name)
+        reads = {}
+        for name in (*self.after, "metrics"):
+            path = ctx.dataset_path(name)
+            if path != own and path.is_file():
+                reads[name] = sha256_file(path)
+        settings = {k: v for k, v in asdict(cfg).items() if k != "device"}
+        return digest([self.part_version, paths, settings, reads])
+
     def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[Series, list[int]]:
         """(model, seed) -> the steps to analyse."""
         models = select_models(ctx, models)
@@ -165,6 +188,7 @@ class PerCheckpoint(Analysis):
             ctx.require_tasks(self.name)
         device = resolve_device(cfg.device, f"{self.name}.device")
         plan = self.plan(ctx, cfg, models, steps)
+        key = self.inputs_key(ctx, cfg, plan=plan)
         state = self.prepare(ctx, cfg)
         paths = {
             (m, seed, s): self.part_path(ctx, cfg, m, s, chosen, seed) for (m, seed), chosen in plan.items() for s in chosen
@@ -194,7 +218,7 @@ class PerCheckpoint(Analysis):
             }
             per_seed.append(self.assemble(ctx, cfg, state, parts))
         ds = self.finish(ctx, cfg, state, stack_seeds(per_seed, seeds))
-        ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs}
+        ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs, "inputs_key": key}
         write_dataset(ds, ctx.analysis_path(self.name), root=ctx.folder)
         return ds
 

@@ -51,8 +51,8 @@ blocks) and keeps that many for the next ``claim_stable`` checkpoints.
 ``turnover(step, from_task, to_task)`` counts neurons whose owner changed since
 the previous checkpoint, and ``rare_to_common`` those that moved from one task to
 another task with a larger mixture share (``background`` is not a task there).
-``ablation_loss_increase`` (below) checks that owned neurons matter: zeroing
-them raises the owner's loss. The neuron dimensions are ``block`` and ``neuron``.
+The ``ablation`` analysis (:mod:`mechrare.analyses.ablation`) checks that owned neurons matter:
+zeroing them raises the owner's loss more than zeroing as many random neurons. The neuron dimensions are ``block`` and ``neuron``.
 """
 
 from __future__ import annotations
@@ -181,51 +181,6 @@ def neuron_attribution(bridge, ids: np.ndarray, answer: slice | None, batch_size
         part = rows.sum(0).detach().double().cpu()
         total = part if total is None else total + part
     return final((total / len(ids)).numpy())
-
-
-# -- causal check -----------------------------------------------------------------------------
-def ablated_task_loss(bridge, tasks: TaskSet, task: str, neurons: dict[int, list[int]], batch_size: int = 256, n_rows: int = 256) -> float:
-    """Mean answer loss of ``task`` with the given {block: [neuron, ...]} MLP neurons zeroed."""
-    import torch
-    import torch.nn.functional as F
-
-    ids_all, sl = task_inputs(tasks, task, n_rows)
-    device = next(bridge.parameters()).device
-
-    def zero(idx):
-        def fn(tensor, hook):
-            tensor = tensor.clone()
-            tensor[..., idx] = 0
-            return tensor
-
-        return fn
-
-    hooks = [(f"blocks.{l}.mlp.hook_post", zero(torch.as_tensor(ix, dtype=torch.long))) for l, ix in neurons.items() if len(ix)]
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for start in range(0, len(ids_all), batch_size):
-            x = torch.as_tensor(ids_all[start : start + batch_size], device=device)
-            logits = bridge.run_with_hooks(x, fwd_hooks=hooks, return_type="logits")[:, sl].float()
-            tgt = x[:, sl.start + 1 : sl.stop + 1]
-            total += F.cross_entropy(logits.transpose(1, 2), tgt, reduction="sum").item()
-            count += tgt.numel()
-    return total / count
-
-
-def ablation_loss_increase(bridge, tasks: TaskSet, owner: np.ndarray, task: int, n_random: int = 20, seed: int = 0) -> dict:
-    """Loss increase of task number ``task`` when zeroing the neurons it owns vs. as many
-    random neurons per block (mean over ``n_random`` draws)."""
-    rng = np.random.default_rng(seed)
-    name = tasks.names[task]
-    owner = owner[:, : bridge.cfg.d_mlp]
-    owned = {l: list(np.flatnonzero(owner[l] == task)) for l in range(owner.shape[0])}
-    base = ablated_task_loss(bridge, tasks, name, {})
-    hit = ablated_task_loss(bridge, tasks, name, owned) - base
-    rand = []
-    for _ in range(n_random):
-        draw = {l: list(rng.choice(bridge.cfg.d_mlp, size=len(ix), replace=False)) for l, ix in owned.items()}
-        rand.append(ablated_task_loss(bridge, tasks, name, draw) - base)
-    return {"n_owned": sum(len(v) for v in owned.values()), "base_loss": base, "owned": hit, "random": float(np.mean(rand)), "random_max": float(np.max(rand))}
 
 
 # -- the analysis --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from mechrare._version import __version__
 from mechrare.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports import figures_scaling as _figures_scaling  # noqa: F401  (loss, interference against size, SAE)
+from mechrare.reports import causal as _causal  # noqa: F401  (finding f and the ablation figure)
 from mechrare.reports.data import FINAL_LAST, FINAL_WORDS, RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable
@@ -32,6 +33,7 @@ NEEDS_COMMAND = {
     "neurons": "mechrare analyze RUN --only neurons",
     "interference": "mechrare analyze RUN --only interference",
     "retention": "mechrare analyze RUN --only retention",
+    "ablation": "mechrare analyze RUN --only ablation",
     "toy": "mechrare toy",
 }
 
@@ -43,6 +45,7 @@ class Rendered:
     caption: str
     png: bytes | None
     note: str = ""  # why it was not drawn
+    reading: str = ""  # what it shows on this run, from the numbers
 
 
 @dataclass
@@ -78,7 +81,8 @@ def render_figures(data: RunData, progress: bool = True) -> list[Rendered]:
             continue
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-        out.append(Rendered(name, spec.title, spec.caption, buf.getvalue()))
+        reading = spec.reading(data) if spec.reading is not None else ""
+        out.append(Rendered(name, spec.title, spec.caption, buf.getvalue(), reading=reading))
     return out
 
 
@@ -100,10 +104,12 @@ def effect_text(f: Finding) -> str:
     return f"{f.estimate:+.3f}{ci}"
 
 
-def findings_markdown(findings: list[Finding]) -> str:
+def findings_markdown(findings: list[Finding], drawn: set[str] | None = None) -> str:
+    """The findings as a Markdown table; ``drawn``: the figures written, which each finding's claim links to."""
     lines = ["| finding | status | effect [95% CI] | seeds | measured |", "|---|---|---|---|---|"]
     for f in findings:
-        cells = [f.claim, f"**{f.status}**", effect_text(f), str(f.n_seeds or "-"), f.evidence]
+        link = f" ([figure](figures/{f.figure}.png))" if drawn and f.figure in drawn else ""
+        cells = [f.claim + link, f"**{f.status}**", effect_text(f), str(f.n_seeds or "-"), f.evidence]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -143,7 +149,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         "",
         "## Findings",
         "",
-        findings_markdown(findings),
+        findings_markdown(findings, {r.name for r in figures if r.png is not None}),
         "",
         "How each status was decided:",
         "",
@@ -160,7 +166,7 @@ def summary_markdown(data: RunData, findings: list[Finding], figures: list[Rende
         if r.png is None:
             lines.append(f"- {r.title}: {r.note}")
         else:
-            lines.append(f"- [{r.title}](figures/{r.name}.png): {r.caption}")
+            lines.append(f"- [{r.title}](figures/{r.name}.png): {r.caption}" + (f" **On this run:** {r.reading}" if r.reading else ""))
     lines += ["", f"_mechrare {__version__}, {time.strftime('%Y-%m-%d %H:%M')}_", ""]
     return "\n".join(lines)
 
@@ -228,8 +234,15 @@ def _e(text: str) -> str:
 
 def html_report(data: RunData, findings: list[Finding], figures: list[Rendered]) -> str:
     name = data.manifest.name or data.run.path.name
+    drawn = {r.name for r in figures if r.png is not None}
+
+    def claim(f: Finding) -> str:
+        if f.figure in drawn:
+            return f"{_e(f.claim)} <a href='#{_e(f.figure)}'>(figure)</a>"
+        return _e(f.claim)
+
     rows = "".join(
-        f"<tr><td>{_e(f.claim)}</td><td class='{STATUS_CLASS.get(f.status, '')}'>{_e(f.status)}</td>"
+        f"<tr><td>{claim(f)}</td><td class='{STATUS_CLASS.get(f.status, '')}'>{_e(f.status)}</td>"
         f"<td>{_e(effect_text(f))}</td><td>{_e(f.n_seeds or '-')}</td><td>{_e(f.evidence)}</td></tr>"
         for f in findings
     )
@@ -241,12 +254,12 @@ def html_report(data: RunData, findings: list[Finding], figures: list[Rendered])
     figs = []
     for r in figures:
         if r.png is None:
-            figs.append(f"<h2>{_e(r.title)}</h2><p class='note'>{_e(r.note)}</p>")
+            figs.append(f"<h2 id='{_e(r.name)}'>{_e(r.title)}</h2><p class='note'>{_e(r.note)}</p>")
             continue
         b64 = base64.b64encode(r.png).decode("ascii")
         figs.append(
             f"<h2 id='{_e(r.name)}'>{_e(r.title)}</h2><figure><img alt='{_e(r.title)}' src='data:image/png;base64,{b64}'>"
-            f"<figcaption>{_e(r.caption)}</figcaption></figure>"
+            f"<figcaption>{_e(r.caption)}" + (f" <b>On this run:</b> {_e(r.reading)}" if r.reading else "") + "</figcaption></figure>"
         )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>mechrare report: {_e(name)}</title>

@@ -46,6 +46,13 @@ def draw_accuracy(data: RunData):
     return fig
 
 
+def accuracy_reading(data: RunData) -> str:
+    if data.metrics is None:
+        return ""
+    parts = [f"{t} " + "/".join(f"{data.final('accuracy', m, t):.2f}" for m in data.ladder) for t in data.tasks]
+    return f"final accuracy ({'/'.join(data.ladder)}): " + "; ".join(parts) + "."
+
+
 # -- probes ---------------------------------------------------------------------------------
 #: a control probe scoring this high (random labels per input token, memorised) makes selectivity meaningless
 CONTROL_UNINFORMATIVE = 0.9
@@ -120,6 +127,22 @@ def draw_neurons(data: RunData):
     axes[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def neurons_reading(data: RunData) -> str:
+    ds = data.analyses.get("neurons")
+    if ds is None or data.kind == "toy":
+        return ""
+    var = "n_claimed" if "n_claimed" in ds else "n_claimed_attribution"
+    parts = []
+    for m in data.ladder:
+        if m not in ds.model.values:
+            continue
+        steps, claimed = steps_of(ds, m, var)
+        last = seed_mean(claimed.sum("block")).isel(step=-1)
+        owned = ", ".join(f"{t} {float(last.sel(task=t)):.1f}" for t in last.task.values if float(last.sel(task=t)) > 0)
+        parts.append(f"{m} ({int(steps[-1])}): {owned or 'none'}")
+    return "owned at the last checkpoint, mean over seeds: " + "; ".join(parts) + "." if parts else ""
 
 
 # -- interference ---------------------------------------------------------------------------
@@ -277,7 +300,7 @@ FIGURES.add("accuracy", FigureSpec(
     "Task accuracy against training tokens",
     "Held-out exact-match accuracy per task; one line per model (dashed: interventions), the mean over training "
     "seeds, shaded from the lowest to the highest seed.",
-    ("metrics",), draw_accuracy, order=10))
+    ("metrics",), draw_accuracy, order=10, reading=accuracy_reading))
 FIGURES.add("probes", FigureSpec(
     "Probe score per layer and checkpoint",
     "Held-out score of the linear probe for each task's answer, layer (y) by checkpoint (x), per model (row); mean over training seeds.",
@@ -285,7 +308,7 @@ FIGURES.add("probes", FigureSpec(
 FIGURES.add("neurons", FigureSpec(
     "Neurons claimed per task",
     "MLP neurons each task owns over training (stacked), per model; the rest are unowned.",
-    ("neurons",), draw_neurons, order=30, kinds=("ladder", "toy")))
+    ("neurons",), draw_neurons, order=30, kinds=("ladder", "toy"), reading=neurons_reading))
 FIGURES.add("cosine", FigureSpec(
     "Common-vs-rare gradient cosine",
     "Mean over training seeds (shaded: lowest to highest seed). Left: cosine between the common and the rare task's held-out loss gradients. "

@@ -38,11 +38,11 @@ T_TEST = (f"mean over seeds +- t(0.975, seeds - 1) x sqrt(seed variance / seeds 
           f"needs >= {MIN_SEEDS} seeds")
 
 
-def finding(key: str, order: int, kinds: tuple[str, ...] = ("ladder",)):
-    """Decorator: register ``fn(RunData) -> Finding`` as finding ``key``."""
+def finding(key: str, order: int, kinds: tuple[str, ...] = ("ladder",), figure: str = ""):
+    """Decorator: register ``fn(RunData) -> Finding`` as finding ``key`` (``figure``: the figure that shows it)."""
 
     def decorator(fn):
-        FINDINGS.add(key, FindingSpec(key, fn, order, kinds))
+        FINDINGS.add(key, FindingSpec(key, fn, order, kinds, figure))
         return fn
 
     return decorator
@@ -57,6 +57,7 @@ def measure_findings(data: RunData) -> list[Finding]:
         findings = [Finding(f.key, f.claim, MISSING, why, f.rule) for f in findings]
     for f in findings:
         f.evidence = data.concrete(f.evidence)
+        f.figure = f.figure or FINDINGS.get(f.key).figure
     return findings
 
 
@@ -98,7 +99,7 @@ A_RULE = (
 )
 
 
-@finding("a", 10)
+@finding("a", 10, figure="accuracy_size")
 def rare_accuracy_rises_with_size(data: RunData) -> Finding:
     claim = "(a) At a fixed frequency, rare-task final accuracy rises with model size"
     rare = data.rare_task
@@ -173,7 +174,7 @@ def _gate_text(value: float) -> str:
     return "never" if np.isinf(value) else "ungated" if value == 0 else str(int(value))
 
 
-@finding("b", 20)
+@finding("b", 20, figure="neurons")
 def common_claims_first(data: RunData) -> Finding:
     claim = "(b) Common tasks claim their neurons before rare tasks"
     common, rare = data.common_task, data.rare_task
@@ -260,7 +261,7 @@ def _agreement(ds, small: str, rare: str, seed: int, decider: str) -> str:
     return "; ".join(parts) if parts else "no other tested signal"
 
 
-@finding("c", 30)
+@finding("c", 30, figure="timeline")
 def smallest_model_overwrites(data: RunData) -> Finding:
     claim = "(c) In the smallest model, some rare-task signal rises and is then overwritten"
     ds = data.get("retention")
@@ -350,7 +351,7 @@ def _direction(est: Estimate) -> str:
     return "unresolved"
 
 
-@finding("d", 40)
+@finding("d", 40, figure="interference_size")
 def interference_lower_when_larger(data: RunData) -> Finding:
     claim = "(d) Gradient coupling |cos(g_nt, g_r)| on the rare task's neurons is weaker in larger models"
     ds = data.analyses.get("interference")
@@ -417,7 +418,7 @@ def _equal_exposure(data: RunData, base: str, up: str, task: str, n: int) -> str
             f"{int(last[-1])}): up {np.nanmean(at):.3f} - base = {est.text()} (shown, not deciding)")
 
 
-@finding("e", 50)
+@finding("e", 50, figure="intervention")
 def upsampling_closes_the_gap(data: RunData) -> Finding:
     claim = "(e) The upsampled small model closes the rare-task gap to the larger model"
     rare = data.rare_task

@@ -32,6 +32,7 @@ class Finding:
     ci_high: float = float("nan")
     n_seeds: int = 0
     test: str = ""  # the test used, in words
+    figure: str = ""  # the figure that shows it (a FIGURES name), set from its FindingSpec
 
     def to_dict(self) -> dict:
         """The machine-readable row of report/findings.json (NaN as null)."""
@@ -40,7 +41,7 @@ class Finding:
 
         return {"key": self.key, "claim": self.claim, "status": self.status, "estimate": num(self.estimate),
                 "ci_low": num(self.ci_low), "ci_high": num(self.ci_high), "n_seeds": int(self.n_seeds),
-                "test": self.test, "rule": self.rule, "evidence": self.evidence}
+                "test": self.test, "rule": self.rule, "evidence": self.evidence, "figure": self.figure or None}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class FindingSpec:
     measure: Callable  # (RunData) -> Finding
     order: int = 100
     kinds: tuple[str, ...] = ("ladder",)
+    figure: str = ""  # the figure that shows the evidence (a FIGURES name)
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class FigureSpec:
     draw: Callable  # (RunData) -> matplotlib.figure.Figure
     order: int = 100  # position in the report
     kinds: tuple[str, ...] = ("ladder",)  # run kinds it applies to
+    #: what the figure shows on this run, read from the numbers: (RunData) -> one or two sentences ("" for none)
+    reading: Callable | None = None
 
     def missing(self, data) -> list[str]:
         return [n for n in self.needs if data.get(n) is None]

@@ -78,9 +78,10 @@ def test_resumes_per_checkpoint(probes_ds, tiny_run):
     assert again.equals(probes_ds)
 
 
-def test_cli_analyze(tiny_run, capsys):
+def test_cli_analyze(probes_ds, tiny_run, capsys):
     assert main(["analyze", str(tiny_run.path), "--only", "probes", "--models", MODEL, "--no-progress"]) == 0
-    assert "probes: wrote" in capsys.readouterr().out
+    assert "probes: up to date" in capsys.readouterr().out  # probes_ds was made from the same inputs
+    assert not (tiny_run.path / "analyses" / "probes.parts").exists()  # a completed analysis leaves no parts
     assert main(["analyze", str(tiny_run.path), "--only", "sae-ish"]) == 2
     assert "unknown analysis 'sae-ish'" in capsys.readouterr().err
     assert main(["analyze", str(tiny_run.path), "--set", "probes.train_fraction=1.5"]) == 2

@@ -106,7 +106,7 @@ def test_interference_join_matches_a_manual_window(retention_ds, tiny_run):
 def test_cli_orders_retention_after_what_it_reads(tiny_run, capsys):
     assert main(["analyze", str(tiny_run.path), "--only", "retention,interference", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert out.index("interference: wrote") < out.index("retention: wrote")
+    assert out.index("interference: ") < out.index("retention: wrote")  # interference written, or up to date
     assert main(["analyze", str(tiny_run.path), "--only", "retention,nope"]) == 2
     assert "unknown analysis 'nope'" in capsys.readouterr().err
 

@@ -19,7 +19,7 @@ def datasets(tiny_run):
 
 
 def test_every_analysis_is_there(datasets):
-    assert set(datasets) == {"metrics", "probes", "sae", "neurons", "interference", "retention"}
+    assert set(datasets) == {"metrics", "probes", "sae", "neurons", "interference", "retention", "ablation"}
 
 
 def test_cf_attributes_and_relative_paths(datasets, tiny_run):

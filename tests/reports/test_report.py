@@ -20,7 +20,7 @@ def report(tiny_run):
     """Every analysis on the tiny run (resuming what other tests made), then the report."""
     assert run_cli(["analyze", str(tiny_run.path), "--no-progress"]) == 0
     written = build_report(tiny_run.path, progress=False)
-    assert [f.key for f in written.findings] == ["a", "b", "c", "d", "e"]
+    assert [f.key for f in written.findings] == ["a", "b", "c", "d", "e", "f"]
     assert written.summary == written.index.parent / "summary.md"
     return written.index
 
@@ -35,26 +35,30 @@ def test_report_files_and_findings(report, tiny_run):
     folder = report.parent
     summary = (folder / "summary.md").read_text()
     rows = findings_rows(summary)
-    assert [r[0][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
+    assert [r[0][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)", "(e)", "(f)"]
     for claim, status, effect, seeds, evidence in rows:
         assert status.strip("*") in STATUSES and evidence and seeds in ("1", "-")
     # the tiny run has everything, so every finding is measured, (e) included (compare:4 is upsampled)
     assert all(r[1] != "**not measured**" for r in rows)
     assert "d8-l1-up5 (x5)" in rows[4][4]
     # one seed: no seed-to-seed variance, so no test that needs it can hold
-    for key in (0, 2, 3, 4):
+    for key in (0, 2, 3, 4, 5):
         assert rows[key][1] == "**inconclusive**" and "the test needs >= 2" in rows[key][4]
         assert key == 2 or "no interval" in rows[key][2]  # (c)'s effect is a fraction of seeds, with an exact interval
     # findings.json carries the same findings, machine-readable
     record = json.loads((folder / "findings.json").read_text())
-    assert [f["key"] for f in record["findings"]] == ["a", "b", "c", "d", "e"] and record["seeds"] == [0]
+    assert [f["key"] for f in record["findings"]] == ["a", "b", "c", "d", "e", "f"] and record["seeds"] == [0]
     for f, row in zip(record["findings"], rows):
         assert f["status"] == row[1].strip("*") and f["rule"] in summary and f["test"] in summary
         assert set(f) >= {"key", "status", "estimate", "ci_low", "ci_high", "n_seeds", "test", "rule"}
     assert record["findings"][0]["ci_low"] is None and record["findings"][0]["n_seeds"] == 1
     pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
-    assert pngs == sorted(["accuracy", "loss", "probes", "sae", "neurons", "cosine", "interference_size", "coupling", "timeline",
-                           "intervention"])
+    assert pngs == sorted(["accuracy", "accuracy_size", "loss", "probes", "sae", "neurons", "turnover", "ablation", "cosine",
+                           "interference_size", "coupling", "timeline", "intervention"])
+    # each finding links to the figure that shows it, and the drawn figures say what they show on this run
+    for key, figure in zip("abcdef", ["accuracy_size", "neurons", "timeline", "interference_size", "intervention", "ablation"]):
+        assert f"([figure](figures/{figure}.png))" in rows["abcdef".index(key)][0]
+    assert "**On this run:** final accuracy (d8-l1/d16-l2/d24-l2): facts:8 " in summary
     for p in (folder / "figures").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(folder.rglob("*.tmp*"))
@@ -63,13 +67,14 @@ def test_report_files_and_findings(report, tiny_run):
 def test_html_is_self_contained_and_opens_with_the_findings(report):
     page = report.read_text()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
-    assert len(srcs) == 10 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 13 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
     # the findings table comes before the first figure
     assert page.index("id=\"findings\"") < page.index("<img")
     for status in STATUSES:
         page = page.replace(f">{status}<", "")
-    assert page.count("<tr><td>(") == 5
+    assert page.count("<tr><td>(") == 6
+    assert page.count("(figure)</a>") == 6
 
 
 def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
@@ -82,11 +87,11 @@ def test_partial_run_says_what_is_missing(tiny_run, tmp_path):
     statuses = [r[1] for r in findings_rows(summary)]
     # (a) and (e) need only metrics.nc; (b), (c), (d) need analyses this copy lacks
     assert statuses[0] != "**not measured**" and statuses[4] != "**not measured**"
-    assert statuses[1:4] == ["**not measured**"] * 3
+    assert statuses[1:4] == ["**not measured**"] * 3 and statuses[5] == "**not measured**"  # (f) needs ablation.nc
     assert f"not drawn: needs probes (`mechrare analyze {run} --only probes`)" in summary  # this folder, not RUN
     assert f"not drawn: needs neurons (`mechrare analyze {run} --only neurons`)" in summary
     assert f"(`mechrare analyze {run} --only retention`)" in summary and "analyze RUN" not in summary
-    assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "intervention", "loss"]
+    assert sorted(p.stem for p in (index.parent / "figures").glob("*.png")) == ["accuracy", "accuracy_size", "intervention", "loss"]
 
 
 def test_report_cli_bad_folder(tmp_path, capsys):
@@ -104,13 +109,16 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
     why = _browser.available()
     if why:
         pytest.skip(f"no browser: {why}")
-    shot = tmp_path / "first_screen.png"
-    images = _browser.render(report, shot)
-    assert len(images) == 10
-    for img in images:
+    shot, full = tmp_path / "first_screen.png", tmp_path / "full_page.png"
+    seen = _browser.render(report, shot, (1400, 900), full_page=full)
+    assert len(seen["images"]) == 13
+    for img in seen["images"]:
         assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
-    data = shot.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert seen["overflow"] <= 0  # no horizontal scroll at 1400 px
+    for png in (shot, full):
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert full.stat().st_size > shot.stat().st_size  # the whole page, not the first screen again
 
 
 def test_owned_neurons_are_counted_out_of_each_models_own_mlp(report, tiny_run):
@@ -195,7 +203,7 @@ def test_interference_against_size_points_match_the_finding_per_seed(report, tin
         assert np.isnan(low) and np.isnan(high)  # one seed: no interval drawn
     assert {"loss", "interference_size", "sae"} <= set(FIGURES.names())
     page = (report.parent / "index.html").read_text()
-    assert page.count("<img") == 10  # the three new figures render in the report
+    assert page.count("<img") == 13  # the new figures render in the report
 
 
 def test_accuracy_panels_name_the_eval_set_and_chance(report, tiny_run):
