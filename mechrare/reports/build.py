@@ -21,6 +21,7 @@ from mechrare.atomic import atomic_file
 from mechrare.reports import figures as _figures  # noqa: F401  (registers the ladder figures)
 from mechrare.reports import figures_scaling as _figures_scaling  # noqa: F401  (loss, interference against size, SAE)
 from mechrare.reports import causal as _causal  # noqa: F401  (finding f and the ablation figure)
+from mechrare.reports import figures_layers as _figures_layers  # noqa: F401  (intermediate latents, interference per group)
 from mechrare.reports.data import FINAL_LAST, FINAL_WORDS, RunData
 from mechrare.reports.findings import measure_findings
 from mechrare.reports.registry import FIGURES, Finding, Skip, applicable

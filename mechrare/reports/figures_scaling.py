@@ -232,15 +232,18 @@ def sae_reading(data: RunData) -> str:
     ds = data.analyses.get("sae")
     if ds is None or "feature_retention" not in ds:
         return ""
-    rare = data.rare_task if data.rare_task in ds.task.values else str(ds.task.values[0])
     parts = []
-    for m in data.ladder:
-        if m not in ds.model.values:
+    for t in (str(x) for x in ds.task.values):
+        if not float(ds.n_task_features.sel(task=t).sum()):
+            parts.append(f"{t}: no task-specific feature in any SAE")
             continue
-        kept = float(seed_mean(ds.feature_retention.sel(model=m, task=rare).mean(("layer", "step"))))
-        base = float(seed_mean(ds.seed_match_task.sel(model=m, task=rare)).mean("layer")) if "seed_match_task" in ds else np.nan
-        parts.append(f"{m} {kept:.2f} (seed baseline {base:.2f})")
-    return f"{rare}: mean share of task features kept, " + ", ".join(parts) + "." if parts else ""
+        kept = []
+        for m in data.ladder:
+            if m in ds.model.values:
+                value = float(ds.feature_retention.sel(model=m, task=t).mean())  # NaN-skipping: over seeds, steps, layers
+                kept.append(f"{m} {value:.2f}" if np.isfinite(value) else f"{m} -")
+        parts.append(f"{t}: share kept " + ", ".join(kept))
+    return "; ".join(parts) + "."
 
 
 FIGURES.add("accuracy_size", FigureSpec(

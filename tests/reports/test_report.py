@@ -53,8 +53,8 @@ def test_report_files_and_findings(report, tiny_run):
         assert set(f) >= {"key", "status", "estimate", "ci_low", "ci_high", "n_seeds", "test", "rule"}
     assert record["findings"][0]["ci_low"] is None and record["findings"][0]["n_seeds"] == 1
     pngs = sorted(p.stem for p in (folder / "figures").glob("*.png"))
-    assert pngs == sorted(["accuracy", "accuracy_size", "loss", "probes", "sae", "neurons", "turnover", "ablation", "cosine",
-                           "interference_size", "coupling", "timeline", "intervention"])
+    assert pngs == sorted(["accuracy", "accuracy_size", "loss", "probes", "latents", "sae", "neurons", "turnover", "ablation",
+                           "cosine", "interference_size", "layers", "coupling", "timeline", "intervention"])
     # each finding links to the figure that shows it, and the drawn figures say what they show on this run
     for key, figure in zip("abcdef", ["accuracy_size", "neurons", "timeline", "interference_size", "intervention", "ablation"]):
         assert f"([figure](figures/{figure}.png))" in rows["abcdef".index(key)][0]
@@ -67,7 +67,7 @@ def test_report_files_and_findings(report, tiny_run):
 def test_html_is_self_contained_and_opens_with_the_findings(report):
     page = report.read_text()
     srcs = re.findall(r"<img[^>]*src='([^']*)'", page)
-    assert len(srcs) == 13 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 15 and all(s.startswith("data:image/png;base64,") for s in srcs)
     assert not re.search(r"(src|href)=['\"](https?:|figures/)", page)
     # the findings table comes before the first figure
     assert page.index("id=\"findings\"") < page.index("<img")
@@ -111,7 +111,7 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
         pytest.skip(f"no browser: {why}")
     shot, full = tmp_path / "first_screen.png", tmp_path / "full_page.png"
     seen = _browser.render(report, shot, (1400, 900), full_page=full)
-    assert len(seen["images"]) == 13
+    assert len(seen["images"]) == 15
     for img in seen["images"]:
         assert img["complete"] and img["naturalWidth"] > 0 and img["naturalHeight"] > 0, img
     assert seen["overflow"] <= 0  # no horizontal scroll at 1400 px
@@ -203,7 +203,7 @@ def test_interference_against_size_points_match_the_finding_per_seed(report, tin
         assert np.isnan(low) and np.isnan(high)  # one seed: no interval drawn
     assert {"loss", "interference_size", "sae"} <= set(FIGURES.names())
     page = (report.parent / "index.html").read_text()
-    assert page.count("<img") == 13  # the new figures render in the report
+    assert page.count("<img") == 15  # the new figures render in the report
 
 
 def test_accuracy_panels_name_the_eval_set_and_chance(report, tiny_run):
@@ -216,3 +216,24 @@ def test_accuracy_panels_name_the_eval_set_and_chance(report, tiny_run):
     chance = chance_of(data, "compare:4")
     assert chance is not None and f"chance {chance:.3f}" in accuracy_title(data, "compare:4", chance)
     assert f"{data.eval_examples('compare:4')} held-out items" in accuracy_title(data, "compare:4", chance)
+
+
+def test_latent_probes_and_per_group_interference_read_the_datasets(report, tiny_run):
+    from mechrare.reports.data import RunData
+    from mechrare.reports.figures_layers import best_depth, group_cosines, latent_targets
+
+    data = RunData.load(tiny_run.path)
+    probes, inter = data.analyses["probes"], data.analyses["interference"]
+    targets = latent_targets(data, probes)
+    assert targets and not any(t.endswith("/answer") for t in targets)
+    rare = [t for t in targets if t.startswith(data.rare_task + "/")]
+    assert targets[: len(rare)] == rare  # the rare task's latents (where it has any) first
+    model = data.ladder[-1]
+    steps, best = best_depth(probes, model, targets[0])
+    direct = probes.probe_score.sel(model=model, target=targets[0]).max("layer")
+    np.testing.assert_allclose(best.values, direct.sel(step=steps).values)
+    groups, values = group_cosines(data, inter, model)
+    da = inter.grad_cosine_layer.sel(model=model, task=data.common_task, other_task=data.rare_task)
+    expect = da.sel(step=da.step > 0).mean("step", skipna=True).transpose("seed", "param_group").values
+    assert groups == [str(g) for g in inter.param_group.values]
+    np.testing.assert_allclose(values, expect)
