@@ -12,6 +12,8 @@ import numpy as np
 
 from mechrare.reports.data import RunData, retention_events, steps_of
 from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
+from mechrare.reports.readings import (bursts_reading, coupling_reading, cosine_reading, intervention_reading, probes_reading,
+                                       timeline_reading)
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 from mechrare.reports.sweep import chance_of
 
@@ -304,7 +306,7 @@ FIGURES.add("accuracy", FigureSpec(
 FIGURES.add("probes", FigureSpec(
     "Probe score per layer and checkpoint",
     "Held-out score of the linear probe for each task's answer, layer (y) by checkpoint (x), per model (row); mean over training seeds.",
-    ("probes",), draw_probes, order=20))
+    ("probes",), draw_probes, order=20, reading=probes_reading))
 FIGURES.add("neurons", FigureSpec(
     "Neurons claimed per task",
     "MLP neurons each task owns over training (stacked), per model; the rest are unowned.",
@@ -313,25 +315,25 @@ FIGURES.add("cosine", FigureSpec(
     "Common-vs-rare gradient cosine",
     "Mean over training seeds (shaded: lowest to highest seed). Left: cosine between the common and the rare task's held-out loss gradients. "
     "Right: the paper's protocol, cosine between the non-task training gradient and the rare task's gradient on its top neurons.",
-    ("interference",), draw_cosine, order=40, kinds=("ladder", "toy")))
+    ("interference",), draw_cosine, order=40, kinds=("ladder", "toy"), reading=cosine_reading))
 FIGURES.add("coupling", FigureSpec(
     "The rare task's coupling and relative gradient on its neurons",
     "Mean over training seeds (shaded: lowest to highest seed). Left: |cos(g_nt, g_r)| on the rare task's top-K neurons, "
     "what finding (d) tests. Right: the norm of the rare task's held-out gradient over that of the training batch's "
     "non-task part, on the same neurons.",
-    ("interference",), draw_coupling, order=45))
+    ("interference",), draw_coupling, order=45, reading=coupling_reading))
 FIGURES.add("timeline", FigureSpec(
     "Overwrite events with interference",
     "Each bar runs from a signal's peak to the checkpoint where it was overwritten, coloured by the interference measured "
     "over that window; the orange line is the rare task's cos(g_nt, g_r).",
-    ("retention",), draw_timeline, order=50, kinds=("ladder", "toy")))
+    ("retention",), draw_timeline, order=50, kinds=("ladder", "toy"), reading=timeline_reading))
 FIGURES.add("bursts", FigureSpec(
     "Bursty task: learn-then-forget cycles",
     "Held-out loss of the task trained in bursts, per model (mean over seeds, shaded: lowest to highest seed); grey lines "
     "mark the bursts. The title gives retention.nc's forgetting_fraction: the share of what each burst taught that the gap "
     "to the next burst undid, over the second half of training (1: forgotten, 0: accumulated; a description, not a test).",
-    ("metrics", "retention"), draw_bursts, order=55))
+    ("metrics", "retention"), draw_bursts, order=55, reading=bursts_reading))
 FIGURES.add("intervention", FigureSpec(
     "Intervention: the rare task upsampled",
     "Rare-task accuracy of the upsampled small model beside the ladder (mean over seeds, shaded / dots: each seed).",
-    ("metrics",), draw_intervention, order=60))
+    ("metrics",), draw_intervention, order=60, reading=intervention_reading))

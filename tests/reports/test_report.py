@@ -59,6 +59,11 @@ def test_report_files_and_findings(report, tiny_run):
     for key, figure in zip("abcdef", ["accuracy_size", "neurons", "timeline", "interference_size", "intervention", "ablation"]):
         assert f"([figure](figures/{figure}.png))" in rows["abcdef".index(key)][0]
     assert "**On this run:** final accuracy (d8-l1/d16-l2/d24-l2): facts:8 " in summary
+    with_reading = [name for name in pngs if FIGURES.get(name).reading is not None]
+    assert len(with_reading) >= 12
+    for name in with_reading:  # every drawn figure that reads its numbers says something on this run
+        line = next(line for line in summary.splitlines() if f"](figures/{name}.png): " in line)
+        assert "**On this run:** " in line and not line.rstrip().endswith("**On this run:**"), name
     for p in (folder / "figures").glob("*.png"):
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(folder.rglob("*.tmp*"))
