@@ -1,8 +1,10 @@
 """`mechrare report`: files, self-containment, what a partial run says, and the page in a real browser."""
 
 import json
+import os
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,6 +126,11 @@ def test_every_figure_renders_in_headless_chromium(report, tmp_path):
         data = png.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert full.stat().st_size > shot.stat().st_size  # the whole page, not the first screen again
+    keep = os.environ.get("MECHRARE_SCREENSHOTS")  # a folder to keep them in, for a look
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for png in (shot, full):
+            shutil.copy(png, Path(keep) / png.name)
 
 
 def test_owned_neurons_are_counted_out_of_each_models_own_mlp(report, tiny_run):
