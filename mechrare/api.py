@@ -136,7 +136,7 @@ def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None =
     with run_lock(ctx.folder, "mechrare analyze"):
         for name in names:
             analysis = ANALYSES.get(name)
-            current = _up_to_date(ctx, analysis, configs[name], models, steps)
+            current = analysis.current(ctx, configs[name], models, steps)
             if current is not None:
                 out[name] = current
                 echo(f"{name}: up to date ({ctx.analysis_path(name)})")
@@ -146,22 +146,6 @@ def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None =
             if not keep_parts:
                 _remove_parts(ctx, name)
     return out
-
-
-def _up_to_date(ctx, analysis, cfg, models, steps):
-    """The analysis's dataset when it was made from exactly these inputs (its ``inputs_key``), else None."""
-    key_of = getattr(analysis, "inputs_key", None)
-    path = ctx.analysis_path(analysis.name)
-    if key_of is None or not path.is_file():
-        return None
-    from mechrare.checkpoints.datasets import open_dataset
-    from mechrare.errors import RunFolderError
-
-    try:
-        ds = open_dataset(path)
-    except RunFolderError:  # damaged: recomputed, and the new file replaces it
-        return None
-    return ds if ds.attrs.get("inputs_key") == key_of(ctx, cfg, models, steps) else None
 
 
 def _remove_parts(ctx, name: str) -> None:

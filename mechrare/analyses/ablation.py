@@ -81,7 +81,7 @@ class AblationConfig:
 
 def evenly_spaced(steps: list[int], k: int) -> list[int]:
     """``k`` of ``steps`` evenly spaced over the series, the last always included and the first (an
-    untrained model owns nothing) only when fewer than two are asked for or on offer; all of them for k = 0."""
+    untrained model owns nothing) only when no more than ``k`` are on offer; all of them for k = 0."""
     if k == 0 or len(steps) <= k:
         return list(steps)
     idx = np.round(np.linspace(0, len(steps) - 1, k + 1)[1:]).astype(int)

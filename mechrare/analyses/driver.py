@@ -20,7 +20,7 @@ and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
   checksums, is recomputed, and the rerun says so;
 * **up to date**: the written dataset records ``inputs_key`` (:meth:`PerCheckpoint.inputs_key`: its
   parts' paths, every setting, and the sha256 of the datasets it reads); ``mechrare analyze``
-  reuses a dataset whose key matches without reading a part, and then removes
+  reuses a dataset whose key matches (:meth:`PerCheckpoint.current`) without reading a part, and then removes
   ``analyses/<name>.parts`` unless asked to keep them (``keep_parts``). ``run`` itself never skips:
   it resumes from whatever parts are there;
 * **progress**: one bar per analysis over the checkpoints still to compute;
@@ -41,11 +41,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from mechrare.analyses.registry import Analysis, Context
-from mechrare.checkpoints.datasets import provenance, write_dataset
+from mechrare.checkpoints.datasets import open_dataset, provenance, write_dataset
 from mechrare.checkpoints.parts import check_parts, load_part, save_part
 from mechrare.checkpoints.series import Checkpoint
 from mechrare.devices import resolve_device
-from mechrare.errors import ConfigError
+from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import inside
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, worker_state
 
@@ -157,6 +157,18 @@ class PerCheckpoint(Analysis):
                 reads[name] = sha256_file(path)
         settings = {k: v for k, v in asdict(cfg).items() if k != "device"}
         return digest([self.part_version, paths, settings, reads])
+
+    def current(self, ctx: Context, cfg: Any, models: list[str] | None = None, steps: list[int] | None = None):
+        """The written dataset when its ``inputs_key`` is the one these inputs give; a damaged one is None
+        (recomputed, and the new file replaces it)."""
+        path = ctx.analysis_path(self.name)
+        if not path.is_file():
+            return None
+        try:
+            ds = open_dataset(path)
+        except RunFolderError:
+            return None
+        return ds if ds.attrs.get("inputs_key") == self.inputs_key(ctx, cfg, models, steps) else None
 
     def plan(self, ctx: Context, cfg: Any, models: list[str] | None, steps: list[int] | None) -> dict[Series, list[int]]:
         """(model, seed) -> the steps to analyse."""

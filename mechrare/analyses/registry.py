@@ -44,6 +44,11 @@ class Analysis(ABC):
         """Compute, write ``ctx.analysis_path(name)`` and return the xarray Dataset
         (``jobs``: worker processes it may use on CPU; 0 = one per core)."""
 
+    def current(self, ctx: Context, cfg: Any, models: list[str] | None = None, steps: list[int] | None = None):
+        """The written dataset when it was made from exactly these inputs, else None (``mechrare analyze``
+        then runs the analysis). The default knows no inputs: None, so it always runs."""
+        return None
+
 
 def default_names(kind: str) -> list[str]:
     """The analyses ``mechrare analyze`` runs on a series of ``kind`` when none is named."""

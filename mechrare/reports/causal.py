@@ -14,10 +14,10 @@ import warnings
 
 import numpy as np
 
-from mechrare.reports.data import RunData
-from mechrare.reports.findings import _few_seeds, finding
+from mechrare.reports.data import RunData, steps_of
+from mechrare.reports.findings import _decide, _with, finding
 from mechrare.reports.plotting import grid, model_styles
-from mechrare.reports.registry import FAILS, FIGURES, HOLDS, INCONCLUSIVE, MISSING, FigureSpec, Finding, Skip
+from mechrare.reports.registry import FIGURES, INCONCLUSIVE, MISSING, FigureSpec, Finding, Skip
 from mechrare.stats import MIN_SEEDS, seed_interval
 
 F_CLAIM = "(f) The neurons a task claims are causal for it: zeroing them raises its loss more than zeroing as many random neurons"
@@ -33,11 +33,10 @@ F_TEST = f"mean over seeds +- t(0.975, seeds - 1) x seed s.e. of the per-seed me
 def last_ablated(ds) -> dict[str, int]:
     """Each model's last step with an ablation (any seed, any task)."""
     out = {}
-    for m in ds.model.values:
-        da = ds.rise_owned.sel(model=m)
-        have = np.isfinite(da.transpose("step", ...).values.reshape(da.sizes["step"], -1)).any(axis=1)
-        if have.any():
-            out[str(m)] = int(ds.step.values[np.flatnonzero(have)[-1]])
+    for m in (str(x) for x in ds.model.values):
+        steps, _ = steps_of(ds, m, "rise_owned")
+        if len(steps):
+            out[m] = int(steps[-1])
     return out
 
 
@@ -74,10 +73,10 @@ def claimed_neurons_are_causal(data: RunData) -> Finding:
     est = seed_interval(per_seed)
     draws = int(ds.sizes["draw"])
     rank = _seeded(ds.rank_p)
+    last = last_ablated(ds)
     wins, cases = 0, 0
     for (m, t) in table:
-        step = last_ablated(ds)[m]
-        p = rank.sel(model=m, step=step, task=t).values
+        p = rank.sel(model=m, step=last[m], task=t).values
         cases += int(np.isfinite(p).sum())
         wins += int((p <= 1 / (draws + 1) + 1e-12).sum())
     pairs = ", ".join(f"{m}/{t} {np.nanmean(v):+.3f}" for (m, t), v in table.items())
@@ -85,14 +84,8 @@ def claimed_neurons_are_causal(data: RunData) -> Finding:
                 f"than every one of the {draws} random draws in {wins} of {cases} (model, task, seed) cases; measure: "
                 f"{ds.attrs.get('measure', 'task_neurons')}")
     f = Finding("f", F_CLAIM, INCONCLUSIVE, evidence, F_RULE)
-    if est.n_seeds < MIN_SEEDS:
-        f.evidence += "; " + _few_seeds(est.n_seeds)
-    elif est.above(0):
-        f.status = HOLDS
-    elif est.below(0):
-        f.status = FAILS
-    f.estimate, f.ci_low, f.ci_high, f.n_seeds, f.test = est.value, est.low, est.high, est.n_seeds, F_TEST
-    return f
+    _decide(f, est, holds_above=True)
+    return _with(f, est, F_TEST)
 
 
 def draw_ablation(data: RunData):

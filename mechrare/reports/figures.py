@@ -12,8 +12,8 @@ import numpy as np
 
 from mechrare.reports.data import RunData, retention_events, steps_of
 from mechrare.reports.plotting import colormap, figure, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
-from mechrare.reports.readings import (bursts_reading, coupling_reading, cosine_reading, intervention_reading, probes_reading,
-                                       timeline_reading)
+from mechrare.reports.readings import (accuracy_reading, bursts_reading, coupling_reading, cosine_reading, intervention_reading,
+                                       neurons_reading, probes_reading, timeline_reading)
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 from mechrare.reports.sweep import chance_of
 
@@ -46,13 +46,6 @@ def draw_accuracy(data: RunData):
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return fig
-
-
-def accuracy_reading(data: RunData) -> str:
-    if data.metrics is None:
-        return ""
-    parts = [f"{t} " + "/".join(f"{data.final('accuracy', m, t):.2f}" for m in data.ladder) for t in data.tasks]
-    return f"final accuracy ({'/'.join(data.ladder)}): " + "; ".join(parts) + "."
 
 
 # -- probes ---------------------------------------------------------------------------------
@@ -129,22 +122,6 @@ def draw_neurons(data: RunData):
     axes[0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
-
-
-def neurons_reading(data: RunData) -> str:
-    ds = data.analyses.get("neurons")
-    if ds is None or data.kind == "toy":
-        return ""
-    var = "n_claimed" if "n_claimed" in ds else "n_claimed_attribution"
-    parts = []
-    for m in data.ladder:
-        if m not in ds.model.values:
-            continue
-        steps, claimed = steps_of(ds, m, var)
-        last = seed_mean(claimed.sum("block")).isel(step=-1)
-        owned = ", ".join(f"{t} {float(last.sel(task=t)):.1f}" for t in last.task.values if float(last.sel(task=t)) > 0)
-        parts.append(f"{m} ({int(steps[-1])}): {owned or 'none'}")
-    return "owned at the last checkpoint, mean over seeds: " + "; ".join(parts) + "." if parts else ""
 
 
 # -- interference ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import numpy as np
 
 from mechrare.reports.data import RunData, steps_of
 from mechrare.reports.figures import probe_title
-from mechrare.reports.plotting import grid, model_label, model_styles, seed_band, step_axis
+from mechrare.reports.plotting import error_bars, grid, model_label, model_styles, seed_band, step_axis
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 from mechrare.stats import seed_interval
 
@@ -97,10 +97,7 @@ def draw_layers(data: RunData):
         ests = [seed_interval(values[:, g]) for g in np.flatnonzero(have)]
         y = np.array([e.value for e in ests])
         ax.plot(x, y, marker="o", label=model_label(data, m), **styles[m])
-        ok = np.array([e.measured for e in ests])
-        if ok.any():
-            lo, hi = np.array([e.low for e in ests]), np.array([e.high for e in ests])
-            ax.errorbar(x[ok], y[ok], yerr=[(y - lo)[ok], (hi - y)[ok]], fmt="none", ecolor=styles[m]["color"], capsize=2)
+        error_bars(ax, x, y, [e.low for e in ests], [e.high for e in ests], ecolor=styles[m]["color"], capsize=2)
     groups = [str(g) for g in ds.param_group.values]
     ax.set_xticks(range(len(groups)), groups, fontsize=8)
     ax.axhline(0, color="black", lw=0.6)

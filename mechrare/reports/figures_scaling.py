@@ -8,7 +8,7 @@ import numpy as np
 
 from mechrare.reports.data import FINAL_WORDS, RunData, steps_of
 from mechrare.reports.findings import interference_by_model
-from mechrare.reports.plotting import colormap, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
+from mechrare.reports.plotting import colormap, error_bars, grid, model_label, model_styles, seed_band, seed_mean, step_axis, task_title
 from mechrare.reports.sweep import chance_of, final_interval, sweep_cells
 from mechrare.reports.registry import FIGURES, FigureSpec, Skip
 from mechrare.stats import seed_interval
@@ -49,10 +49,8 @@ def draw_interference_size(data: RunData):
         if not len(pts):
             continue
         x, y, lo, hi = pts.T
-        have = np.isfinite(lo) & np.isfinite(hi)
         ax.plot(x, y, "o-", color="tab:red" if key == "cos" else "tab:blue")
-        if have.any():
-            ax.errorbar(x[have], y[have], yerr=[y[have] - lo[have], hi[have] - y[have]], fmt="none", ecolor="black", capsize=3)
+        error_bars(ax, x, y, lo, hi, ecolor="black", capsize=3)
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xticks(x, [_count(v) for v in x], fontsize=7)
@@ -140,11 +138,7 @@ def draw_accuracy_size(data: RunData):
             y = np.array([e.value for e in ests])
             color = shades(0.15 + 0.7 * i / max(len(lines) - 1, 1)) if len(lines) > 1 else "tab:blue"
             ax.plot(x, y, "o-", color=color, label=label)
-            have = np.array([e.measured for e in ests])
-            if have.any():
-                lo = np.clip([e.low for e in ests], 0, 1)
-                hi = np.clip([e.high for e in ests], 0, 1)
-                ax.errorbar(x[have], y[have], yerr=[(y - lo)[have], (hi - y)[have]], fmt="none", ecolor=color, capsize=3)
+            error_bars(ax, x, y, np.clip([e.low for e in ests], 0, 1), np.clip([e.high for e in ests], 0, 1), ecolor=color, capsize=3)
         chance = chance_of(data, task)
         if chance is not None:
             ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")

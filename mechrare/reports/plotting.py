@@ -34,6 +34,15 @@ def grid(n: int, ncols: int = 3, size=(4.2, 3.0), sharex=True, sharey=False):
     return fig, list(axes.flat[:n])
 
 
+def error_bars(ax, x, y, low, high, **style) -> None:
+    """Interval bars from ``low`` to ``high`` around ``y`` at ``x``, where both ends are finite (an
+    interval not measured, e.g. from one seed, is NaN and draws nothing); ``style``: errorbar's keywords."""
+    x, y, low, high = (np.asarray(v, dtype=float) for v in (x, y, low, high))
+    have = np.isfinite(low) & np.isfinite(high)
+    if have.any():
+        ax.errorbar(x[have], y[have], yerr=[(y - low)[have], (high - y)[have]], fmt="none", **style)
+
+
 def step_axis(ax, xlabel: str = "step") -> None:
     """A symlog step axis (0 and the log-spaced early checkpoints both visible)."""
     ax.set_xscale("symlog", linthresh=1)

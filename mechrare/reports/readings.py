@@ -1,5 +1,6 @@
-"""What a figure shows on this run, read from the numbers: the "On this run:" sentence after a
-caption (``FigureSpec.reading``). Each returns "" where the run lacks what it reads."""
+"""What the figures of :mod:`mechrare.reports.figures` show on this run, read from the numbers: the
+"On this run:" sentence after a caption (``FigureSpec.reading``; the other figure modules keep theirs
+beside their figures). Each returns "" where the run lacks what it reads."""
 
 from __future__ import annotations
 
@@ -15,6 +16,29 @@ def _after_zero_mean(da) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(da.sel(step=da.step > 0).values))
+
+
+def accuracy_reading(data: RunData) -> str:
+    if data.metrics is None:
+        return ""
+    parts = [f"{t} " + "/".join(f"{data.final('accuracy', m, t):.2f}" for m in data.ladder) for t in data.tasks]
+    return f"final accuracy ({'/'.join(data.ladder)}): " + "; ".join(parts) + "."
+
+
+def neurons_reading(data: RunData) -> str:
+    ds = data.analyses.get("neurons")
+    if ds is None or data.kind == "toy":
+        return ""
+    var = "n_claimed" if "n_claimed" in ds else "n_claimed_attribution"
+    parts = []
+    for m in data.ladder:
+        if m not in ds.model.values:
+            continue
+        steps, claimed = steps_of(ds, m, var)
+        last = seed_mean(claimed.sum("block")).isel(step=-1)
+        owned = ", ".join(f"{t} {float(last.sel(task=t)):.1f}" for t in last.task.values if float(last.sel(task=t)) > 0)
+        parts.append(f"{m} ({int(steps[-1])}): {owned or 'none'}")
+    return "owned at the last checkpoint, mean over seeds: " + "; ".join(parts) + "." if parts else ""
 
 
 def probes_reading(data: RunData) -> str:
