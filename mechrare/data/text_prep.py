@@ -53,7 +53,8 @@ def expand(patterns: list[str], where: str) -> list[Path]:
     for k, pattern in enumerate(patterns):
         hits = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern), recursive=True) if Path(p).is_file())
         if not hits:
-            raise ConfigError(f"{where}.files[{k}]: {pattern!r} matches no file (relative to {Path.cwd()})")
+            raise ConfigError(f"{where}.files[{k}]: {pattern!r} matches no file (relative to {Path.cwd()}); point it at your "
+                              "corpus, or write the example one with `python -m mechrare.examples.corpus corpus`")
         out += [h for h in hits if h not in out]
     return out
 
