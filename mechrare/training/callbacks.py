@@ -35,7 +35,8 @@ class EvalCallback(Callback):
 class CheckpointCallback(Callback):
     """Writes ``models/<model>/step_<N>/``: a Hugging Face folder with the tokenizer
     and mechrare.json, renamed into place only once whole. An existing whole
-    checkpoint (from before an interruption) is kept: the rerun is deterministic."""
+    checkpoint (from before an interruption) is kept: the rerun is deterministic.
+    Under torchrun the weights are gathered whole and rank 0 writes the folder."""
 
     def __init__(self, run: RunFolder, model_name: str, tokenizer, seed: int = 0):
         self.run = run
@@ -45,10 +46,13 @@ class CheckpointCallback(Callback):
 
     def on_checkpoint(self, trainer: Trainer, info: dict[str, Any]) -> None:
         folder = self.run.step_dir(self.model_name, info["step"], self.seed)
-        if (folder / "mechrare.json").is_file():
+        if trainer.dist.agree((folder / "mechrare.json").is_file()):
+            return
+        weights = trainer.model_weights()  # under torchrun: gathered whole on rank 0 (every process takes part)
+        if not trainer.dist.main:
             return
         with atomic_dir(folder) as tmp:
-            trainer.model.save_pretrained(tmp)
+            trainer.model.save_pretrained(tmp, **({} if weights is None else {"state_dict": weights}))
             self.tokenizer.save_pretrained(str(tmp))
             files = sorted(p.name for p in tmp.iterdir() if p.is_file())
             record = {
@@ -72,7 +76,9 @@ class ResumeCallback(Callback):
     def on_step_end(self, trainer: Trainer, loss) -> None:
         if trainer.step % self.every == 0 or trainer.step == trainer.cfg.steps:
             trainer.check_finite()  # a diverged run keeps its last good state
-            save_state(self.folder, trainer.state_dict(), trainer.step)
+            state = trainer.state_dict()  # under torchrun: gathered on rank 0, which alone writes
+            if trainer.dist.main:
+                save_state(self.folder, state, trainer.step)
 
 
 class ProgressCallback(Callback):

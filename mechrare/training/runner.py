@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,8 @@ from mechrare.training.callbacks import (
     shared_progress,
 )
 from mechrare.checkpoints.train_state import check_state, has_state, load_state
+from mechrare.checkpoints.verify import checkpoint_problems, expected_steps, resume_problem
+from mechrare.training.distributed import SINGLE, Dist, from_env, process_device, process_group
 from mechrare.training.memory import check_memory
 from mechrare.training.repair import OnlySteps, repair_seed
 from mechrare.training.trainer import Trainer
@@ -161,7 +164,8 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     return run
 
 
-def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, callbacks: list) -> Trainer:
+def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, callbacks: list,
+                 dist: Dist = SINGLE) -> Trainer:
     """A trainer of one (model, seed) at step 0, with the given callbacks. The process's torch generator
     is seeded from the training seed, so the saved training state (which holds it) is the same in every
     process and a repaired or resumed run's state equals an uninterrupted one's."""
@@ -175,9 +179,13 @@ def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: in
     )
     attn = "sdpa" if device.type == "cuda" else "eager"
     model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
+    if dist.active:  # every process built the same initial weights; each keeps its shard
+        from mechrare.training.distributed import shard
+
+        model = shard(model, dist, device)
     torch.manual_seed(init_seed(cfg.seed, seed) ^ 0x5EED)
     return Trainer(model, mixture, cfg.train, device, plan.schedule, callbacks=callbacks,
-                   autocast_dtype=autocast_dtype(cfg.train.precision, device))
+                   autocast_dtype=autocast_dtype(cfg.train.precision, device), dist=dist)
 
 
 def _desc(plan: Plan, model: str, seed: int) -> str:
@@ -185,21 +193,23 @@ def _desc(plan: Plan, model: str, seed: int) -> str:
 
 
 def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
-                progress_queue=None) -> int:
+                progress_queue=None, dist: Dist = SINGLE) -> int:
     """Train one model under one training seed (resuming from its state where there is one);
-    returns the final step. The manifest is left to the caller (one writer)."""
+    returns the final step. The manifest is left to the caller (one writer). Under torchrun every
+    process calls this; rank 0 alone writes."""
     desc = _desc(plan, shape.name, seed)
-    bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress)
+    bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress and dist.main)
     tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
     trainer = make_trainer(run, plan, shape, device, seed, [
         EvalCallback(),
         CheckpointCallback(run, shape.name, tokenizer, seed),
         ResumeCallback(run, shape.name, plan.resume_every, seed),
         bar,
-    ])
-    remove_stale_temps(run.seed_dir(shape.name, seed))
-    remove_stale_temps(run.resume_dir(shape.name, seed))
-    if has_state(run.resume_dir(shape.name, seed)):
+    ], dist)
+    if dist.main:
+        remove_stale_temps(run.seed_dir(shape.name, seed))
+        remove_stale_temps(run.resume_dir(shape.name, seed))
+    if dist.agree(has_state(run.resume_dir(shape.name, seed))):
         trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
         log.info("%s: resuming at step %d", desc, trainer.step)
     try:
@@ -270,20 +280,39 @@ def train_run(
     """Train every ladder model of ``config`` under each seed into ``out``; resumes where it stopped.
 
     On CPU, ``train.jobs`` worker processes train (model, seed) pairs side by side, each with
-    ``train.threads`` threads; every pair is trained exactly as it would be alone."""
-    plan = Plan(config, out)
-    device = resolve_device(config.train.device, "train.device")
+    ``train.threads`` threads; every pair is trained exactly as it would be alone. Under ``torchrun``
+    every process runs this, and each (model, seed) is trained by all of them together, sharded
+    (:mod:`mechrare.training.distributed`); rank 0 alone writes the run folder."""
+    dist = from_env()
+    if not dist.active:
+        plan = Plan(config, out)
+        return _train(config, out, name, plan, resolve_device(config.train.device, "train.device"), progress, echo, SINGLE)
+    device = process_device(dist, resolve_device(config.train.device, "train.device"))
+    with process_group(dist, device):
+        plan = Plan(config, out) if dist.main else None  # a text background is prepared once, by rank 0
+        dist.barrier()
+        quiet = lambda s: None  # noqa: E731
+        return _train(config, out, name, plan or Plan(config, out), device, progress and dist.main,
+                      echo if dist.main else quiet, dist)
+
+
+def _train(config: RunConfig, out, name: str, plan: Plan, device, progress: bool, echo, dist: Dist) -> RunFolder:
+    dist.check_batch(config.train.batch_size)
     check_memory(plan.shapes, len(plan.mixture.vocab), config.train.batch_size, config.mixture.sequence_length, device)
     refuse_foreign_folder(RunFolder(out))
-    with run_lock(out, "mechrare train"):
-        return _train_locked(config, out, name, plan, device, progress, echo)
+    dist.barrier()  # every process looked before rank 0 creates anything
+    with run_lock(out, "mechrare train") if dist.main else nullcontext():
+        return _train_locked(config, out, name, plan, device, progress, echo, dist)
 
 
-def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progress: bool, echo) -> RunFolder:
+def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progress: bool, echo, dist: Dist = SINGLE) -> RunFolder:
     from mechrare.checkpoints.series import quiet_transformers
 
-    run = open_or_create(out, plan, name)
-    plan.mixture.background.install(run.path / "data")  # a text background's tokenizer and tokens, kept with the run
+    if dist.main:
+        run = open_or_create(out, plan, name)
+        plan.mixture.background.install(run.path / "data")  # a text background's tokenizer and tokens, kept with the run
+    dist.barrier()
+    run = RunFolder(out) if not dist.main else run
     todo = []
     for shape in plan.shapes:
         finished = run.read_manifest().model(shape.name).finished_seeds()
@@ -295,13 +324,17 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
     for shape, seed in todo:  # a resume state that cannot be used is refused before any status changes
         check_state(run.resume_dir(shape.name, seed))
     threads = config.train.threads
-    workers = resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
+    workers = 1 if dist.active else resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
     if workers == 1:
         with torch_threads(threads), quiet_transformers():
             for shape, seed in todo:
-                run.update_model(shape.name, status="training", device=str(device))
-                mark_done(run, shape.name, seed, train_model(run, plan, shape, device, progress=progress, seed=seed))
-                write_metrics(run)
+                if dist.main:
+                    run.update_model(shape.name, status="training", device=str(device) if not dist.active else f"{device.type} x {dist.world}")
+                step = train_model(run, plan, shape, device, progress=progress, seed=seed, dist=dist)
+                if dist.main:
+                    mark_done(run, shape.name, seed, step)
+                    write_metrics(run)
+                dist.barrier()  # the manifest says it before any process reads it again
     else:
         for shape in dict.fromkeys(shape for shape, _ in todo):
             run.update_model(shape.name, status="training", device=str(device))
@@ -314,7 +347,27 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
                                                 initializer=set_worker_state, initargs=(shared,)):
                 mark_done(run, model, seed, step)
                 write_metrics(run)
+    if dist.active:
+        refuse_repair(run, plan, dist)
+        return run
     with torch_threads(threads), quiet_transformers():
         repair_run(run, plan, device, progress)
     write_metrics(run)
     return run
+
+
+def refuse_repair(run: RunFolder, plan: Plan, dist: Dist) -> None:
+    """Under torchrun, a finished (model, seed) with a missing or damaged checkpoint or resume state is
+    refused (repair retrains from step 0, which one process does; see :mod:`mechrare.training.repair`)."""
+    broken = []
+    if dist.main:
+        for shape in plan.shapes:
+            for seed in plan.seeds:
+                state = bool(expected_steps(run, shape.name, seed)) and resume_problem(run, shape.name, seed) is not None
+                if checkpoint_problems(run, shape.name, seed) or state:
+                    broken.append(f"{shape.name} seed {seed}")
+    broken = dist.agree(broken)
+    if broken:
+        raise RunFolderError(f"{run.path}: {broken[0]}{f' (and {len(broken) - 1} more)' if len(broken) > 1 else ''} has "
+                             "missing or damaged checkpoints; repair them in one process: rerun the same "
+                             "`mechrare train` without torchrun")

@@ -6,6 +6,7 @@ from typing import Any
 
 from mechrare.config import TrainConfig
 from mechrare.data.mixture import Mixture
+from mechrare.training.distributed import SINGLE, Dist
 from mechrare.training.optim import build_optimizer
 
 
@@ -25,7 +26,8 @@ class Callback:
 class Trainer:
     """Trains one model on a mixture. ``step`` counts optimizer updates done;
     the batch of update ``s`` is ``mixture.batch(s)``, so the data position is
-    the step and a resumed run continues exactly."""
+    the step and a resumed run continues exactly. Under ``torchrun`` (``dist``), ``model`` is sharded
+    (:func:`mechrare.training.distributed.shard`) and each process trains on its rows of that batch."""
 
     def __init__(
         self,
@@ -36,7 +38,10 @@ class Trainer:
         schedule: list[int],
         callbacks: list[Callback] = (),
         autocast_dtype=None,
+        dist: Dist = SINGLE,
     ):
+        dist.check_batch(cfg.batch_size)
+        self.dist = dist
         self.model = model
         self.mixture = mixture
         self.cfg = cfg
@@ -68,12 +73,41 @@ class Trainer:
         if prefetched is None:
             batch = self.mixture.batch(step, self.cfg.batch_size)
             prefetched = torch.as_tensor(batch.input_ids), torch.as_tensor(batch.labels)
-        ids = prefetched[0].to(self.device, non_blocking=True)
-        labels = prefetched[1].to(self.device, non_blocking=True)
+        ids, labels = prefetched
+        if self.dist.active:
+            return self._train_step_sharded(ids, labels)
+        ids = ids.to(self.device, non_blocking=True)
+        labels = labels.to(self.device, non_blocking=True)
         enabled = self.autocast_dtype is not None
         with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
             loss = self._forward(input_ids=ids, labels=labels).loss
         loss.backward()
+        return self._update(loss)
+
+    def _train_step_sharded(self, ids, labels):
+        """This process's rows: their summed token losses over the whole batch's token count, so that the
+        sum over processes is the one-process loss; FSDP averages gradients, hence the factor ``world``."""
+        import torch
+        import torch.nn.functional as F
+
+        from mechrare.data.mixture import IGNORE
+
+        count = int((labels[:, 1:] != IGNORE).sum())  # HF's shifted labels, over the whole batch
+        rows = self.dist.rows(ids.shape[0])
+        ids = ids[rows].to(self.device, non_blocking=True)
+        labels = labels[rows].to(self.device, non_blocking=True)
+        enabled = self.autocast_dtype is not None
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+            logits = self._forward(input_ids=ids).logits
+        total = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE,
+                                reduction="sum")
+        loss = total / max(count, 1)
+        (loss * self.dist.world).backward()
+        return self._update(loss)
+
+    def _update(self, loss):
+        import torch
+
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.optimizer.step()
@@ -118,7 +152,12 @@ class Trainer:
         from mechrare.errors import TrainingDiverged
 
         loss_ok = self._loss_sum is None or bool(torch.isfinite(self._loss_sum))
-        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        bad = [n for n, p in self.model.named_parameters() if not bool(torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all())]
+        if self.dist.active:  # every process raises, or none: its shard of the weights, and the loss of its rows
+            flags = self.dist.all_sum(torch.tensor([float(not loss_ok), float(len(bad))]))
+            loss_ok = bool(flags[0] == 0)
+            if flags[1] and not bad:
+                bad = ["a shard held by another process"]
         if loss_ok and not bad:
             return
         parts = (["the training loss"] if not loss_ok else []) + ([f"{len(bad)} weight tensor(s) (first: {bad[0]})"] if bad else [])
@@ -127,11 +166,20 @@ class Trainer:
         raise TrainingDiverged(f"training diverged by step {self.step}: {what}: not finite; nothing was written for this step; "
                                f"lower train.lr (the schedule is at {lr:g} now, train.lr = {self.cfg.lr:g})")
 
+    def model_weights(self) -> dict | None:
+        """The weights to write to a checkpoint folder: None in one process (the model's own), else
+        gathered whole on rank 0 (empty elsewhere); collective."""
+        if not self.dist.active:
+            return None
+        from mechrare.training.distributed import full_model_state
+
+        return full_model_state(self.model)
+
     def _checkpoint(self) -> None:
         self.check_finite()
         train_loss = None
         if self._loss_count:
-            train_loss = float(self._loss_sum.item()) / self._loss_count
+            train_loss = float(self.dist.all_sum(self._loss_sum).item()) / self._loss_count
         info: dict[str, Any] = {
             "step": self.step,
             "tokens": self.step * self.tokens_per_step,
@@ -144,14 +192,23 @@ class Trainer:
 
     # -- exact resume ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """The whole training state; under torchrun, gathered whole (collective) and the same on disk as
+        one process's (the training loss so far summed over the processes); empty weights off rank 0."""
         import torch
 
+        if self.dist.active:
+            from mechrare.training.distributed import full_train_state
+
+            model_sd, optim_sd = full_train_state(self.model, self.optimizer)
+            loss_sum = None if self._loss_sum is None else self.dist.all_sum(self._loss_sum)
+        else:
+            model_sd, optim_sd, loss_sum = self.model.state_dict(), self.optimizer.state_dict(), self._loss_sum
         return {
             "step": self.step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "model": model_sd,
+            "optimizer": optim_sd,
             "scheduler": self.scheduler.state_dict(),
-            "loss_sum": self._loss_sum,
+            "loss_sum": loss_sum,
             "loss_count": self._loss_count,
             "torch_rng": torch.get_rng_state(),
         }
@@ -159,10 +216,18 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import torch
 
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.dist.active:  # every process loads the whole state into its shards
+            from mechrare.training.distributed import load_full_train_state
+
+            load_full_train_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step = int(state["step"])
-        self._loss_sum = state["loss_sum"]
+        loss_sum = state["loss_sum"]
+        if loss_sum is not None and self.dist.active:  # the stored sum is the job's; each process carries its share
+            loss_sum = loss_sum.to(self.device) / self.dist.world
+        self._loss_sum = loss_sum
         self._loss_count = int(state["loss_count"])
         torch.set_rng_state(state["torch_rng"].cpu())

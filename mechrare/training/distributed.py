@@ -1,0 +1,193 @@
+"""Data-parallel training under ``torchrun``, on PyTorch's own engine: FSDP2 over every process.
+
+``torchrun --nproc_per_node N -m mechrare train CONFIG --out RUN`` runs the same command in N
+processes. Each builds the whole batch of update ``s`` (a pure function of the config, seed and
+``s``) and trains on its own rows of it; the model's parameters, gradients and optimizer state are
+sharded over the processes with ``torch.distributed.fsdp.fully_shard`` (one unit per decoder layer,
+then the root). The loss of a process is its rows' summed token losses divided by the token count of
+the whole batch, so the gradient FSDP averages is that of the one-process loss: the same config gives
+the same run on 1 or N processes, within float tolerance.
+
+What lands on disk is the one-process contract: checkpoint folders and the resume state are gathered
+with ``torch.distributed.checkpoint.state_dict`` (full, unsharded tensors) and written once, by rank
+0; the optimizer state is stored keyed by position as ``torch.optim`` does, so a run can resume on
+another number of processes. Every process must see the run folder (one machine, or a shared file
+system). Backend: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from mechrare.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in the job: ``rank`` of ``world``, ``local_rank`` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def rows(self, batch_size: int) -> slice:
+        """This process's rows of a batch of ``batch_size`` sequences."""
+        per = batch_size // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+    def check_batch(self, batch_size: int) -> None:
+        if batch_size % self.world:
+            raise ConfigError(f"train.batch_size: {batch_size} sequences do not split over {self.world} processes; "
+                              f"make it a multiple of {self.world}")
+
+    # -- collectives (no-ops in one process) ------------------------------------------
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def agree(self, value: Any) -> Any:
+        """Rank 0's ``value``, on every process (decisions read from disk must be the same everywhere)."""
+        if not self.active:
+            return value
+        import torch.distributed as td
+
+        box = [value]
+        td.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def all_sum(self, tensor):
+        """The sum of ``tensor`` over the processes (a new tensor; ``tensor`` itself is untouched)."""
+        if not self.active:
+            return tensor
+        import torch.distributed as td
+
+        out = tensor.detach().clone()
+        td.all_reduce(out, op=td.ReduceOp.SUM)
+        return out
+
+
+SINGLE = Dist()
+
+
+def from_env() -> Dist:
+    """The job ``torchrun`` started this process in (its RANK, WORLD_SIZE, LOCAL_RANK), or one process."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        raise ConfigError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (as torchrun sets them)") from None
+    if world <= 1:
+        return SINGLE
+    return Dist(rank=rank, world=world, local_rank=local)
+
+
+def process_device(dist: Dist, device):
+    """This process's device: ``cuda:LOCAL_RANK`` under torchrun on CUDA, else ``device`` itself."""
+    import torch
+
+    if not dist.active or device.type != "cuda":
+        return device
+    if dist.local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"LOCAL_RANK {dist.local_rank}: this machine has {torch.cuda.device_count()} CUDA device(s); "
+                          "start at most one process per GPU (torchrun --nproc_per_node)")
+    torch.cuda.set_device(dist.local_rank)
+    return torch.device("cuda", dist.local_rank)
+
+
+@contextmanager
+def process_group(dist: Dist, device):
+    """The default process group for the block (NCCL on CUDA, gloo on CPU); nothing in one process.
+    A group set up by the caller is used as it is and left up."""
+    if not dist.active:
+        yield
+        return
+    import torch.distributed as td
+
+    if td.is_initialized():
+        yield
+        return
+    td.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        yield
+    finally:
+        td.destroy_process_group()
+
+
+def shard(model, dist: Dist, device):
+    """``model`` (an OLMo-2 causal LM on ``device``) sharded over the job with FSDP2: one unit per
+    decoder layer, then the root (embeddings, final norm, head)."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (dist.world,))
+    for layer in model.model.layers:
+        fully_shard(layer, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+# -- full (unsharded) states, in the one-process formats ---------------------------------
+_FULL = dict(full_state_dict=True, cpu_offload=True)
+
+
+def full_model_state(model) -> dict:
+    """Every weight, whole, on the CPU of rank 0 (empty elsewhere); collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(model, options=StateDictOptions(**_FULL))
+
+
+def _names(model, optimizer) -> list[str]:
+    """The parameter names in the optimizer's own order (the positions ``optimizer.state_dict()`` uses)."""
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    return [name_of[id(p)] for group in optimizer.param_groups for p in group["params"]]
+
+
+def by_position(state: dict, names: list[str]) -> dict:
+    """A name-keyed optimizer state (torch.distributed.checkpoint's) keyed by position instead."""
+    index = {n: i for i, n in enumerate(names)}
+    return {
+        "state": {index[n]: v for n, v in state["state"].items()},
+        "param_groups": [{**g, "params": [index[n] for n in g["params"]]} for g in state["param_groups"]],
+    }
+
+
+def by_name(state: dict, names: list[str]) -> dict:
+    """The inverse of :func:`by_position`."""
+    return {
+        "state": {names[int(i)]: v for i, v in state["state"].items()},
+        "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]} for g in state["param_groups"]],
+    }
+
+
+def full_train_state(model, optimizer) -> tuple[dict, dict]:
+    """(model state, optimizer state keyed by position), whole, on rank 0's CPU; collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+
+    model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(**_FULL))
+    if not model_sd:  # not rank 0
+        return {}, {}
+    return model_sd, by_position(optim_sd, _names(model, optimizer))
+
+
+def load_full_train_state(model, optimizer, model_sd: dict, optim_sd: dict) -> None:
+    """Load whole states (as :func:`full_train_state` or one process wrote them) into the sharded
+    model and optimizer; every process passes the whole states."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
+
+    set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=by_name(optim_sd, _names(model, optimizer)),
+                   options=StateDictOptions(full_state_dict=True))
