@@ -12,6 +12,8 @@ Every entry point validates its arguments first: a bad one raises
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -103,10 +105,24 @@ def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None =
     (an interrupted analysis keeps its parts and resumes from them);
     ``settings``: per analysis, a dict or config object that overrides the run's
     ``[analyses.<name>]`` tables, e.g. ``probes={"probe": "ridge"}``."""
-    from mechrare.analyses import ANALYSES, default_names, ordered, resolve_settings
-    from mechrare.analyses.driver import select_models, unfinished
+    from mechrare.ranks import from_env, process_group
 
+    job = from_env()
+    with process_group(job):  # under torchrun: the processes share out each analysis's checkpoints
+        return _analyze(job, run, only, models, steps, out=out, progress=progress and job.main, jobs=jobs,
+                        keep_parts=keep_parts, echo=echo if job.main else (lambda s: None), **settings)
+
+
+def _analyze(job, run, only, models, steps, *, out, progress: bool, jobs: int, keep_parts: bool, echo, **settings) -> dict:
+    from mechrare.analyses import ANALYSES, default_names, ordered, resolve_settings
+    from mechrare.analyses.driver import PerCheckpoint, select_models, unfinished
+    from mechrare.checkpoints.datasets import open_dataset
+
+    if not job.main:  # a SERIES.toml is recorded once, by rank 0
+        job.barrier()
     run = _as_run(run, out, progress)
+    if job.main:
+        job.barrier()
     names = _names(only, "only") or default_names(run.manifest.kind) or ANALYSES.names()
     for name in names:
         ANALYSES.get(name)  # a clear error for an unknown name, before any work
@@ -133,17 +149,24 @@ def analyze(run, only=None, models=None, steps=None, *, out: str | Path | None =
     from mechrare.checkpoints.lock import run_lock
 
     out = {}
-    with run_lock(ctx.folder, "mechrare analyze"):
+    with run_lock(ctx.folder, "mechrare analyze") if job.main else nullcontext():
         for name in names:
             analysis = ANALYSES.get(name)
             current = analysis.current(ctx, configs[name], models, steps)
             if current is not None:
                 out[name] = current
                 echo(f"{name}: up to date ({ctx.analysis_path(name)})")
+            elif job.active and not isinstance(analysis, PerCheckpoint):  # not shared out: rank 0 runs it
+                if job.main:
+                    out[name] = analysis.run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=1)
+                job.barrier()
+                out[name] = out[name] if job.main else open_dataset(ctx.analysis_path(name))
+                echo(f"{name}: wrote {ctx.analysis_path(name)}")
             else:
                 out[name] = analysis.run(ctx, configs[name], models=models, steps=steps, progress=progress, jobs=jobs)
                 echo(f"{name}: wrote {ctx.analysis_path(name)}")
-            if not keep_parts:
+            job.barrier()  # every process is done with the parts
+            if not keep_parts and job.main:
                 _remove_parts(ctx, name)
     return out
 

@@ -152,7 +152,7 @@ def _steps(text: str | None) -> list[int] | None:
 def cmd_train(args) -> int:
     import mechrare.api as api
 
-    from mechrare.training.distributed import from_env
+    from mechrare.ranks import from_env
 
     run = api.train(args.config, args.out, overrides=args.overrides, progress=not args.no_progress, echo=print)
     if from_env().main:  # under torchrun, one line, not one per process

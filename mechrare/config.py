@@ -284,6 +284,10 @@ class TrainConfig:
     #: build batches ahead in a background thread (pinned and copied asynchronously on CUDA);
     #: the batch of a step is the same either way, so it never changes the weights
     prefetch: bool = True
+    #: train the (model, seed) pairs of one shape (a size's seeds and its interventions) as one program:
+    #: stacked weights and torch.func.vmap (mechrare.training.grouped); equal to training each alone
+    #: within float tolerance, not bit for bit; one process (it takes precedence over ``jobs``)
+    together: bool = False
 
     def validate(self, path: str) -> None:
         require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")

@@ -25,7 +25,10 @@ and provides a config class, ``compute`` (one checkpoint -> numpy arrays) and
   it resumes from whatever parts are there;
 * **progress**: one bar per analysis over the checkpoints still to compute;
 * **jobs**: on CPU, parts are computed by ``jobs`` worker processes side by side
-  (:mod:`mechrare.workers`; 0 = one per core), each writing its own part.
+  (:mod:`mechrare.workers`; 0 = one per core), each writing its own part;
+* **torchrun**: under a job whose process group is up (``mechrare analyze`` sets it up), each process
+  computes every ``world``-th missing part on its own device (``cuda:LOCAL_RANK``), then rank 0
+  assembles and writes the dataset, which the others read back.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from mechrare.checkpoints.series import Checkpoint
 from mechrare.devices import resolve_device
 from mechrare.errors import ConfigError, RunFolderError
 from mechrare.names import inside
+from mechrare.ranks import current_job, process_device
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, worker_state
 
 log = logging.getLogger("mechrare")
@@ -209,7 +213,10 @@ class PerCheckpoint(Analysis):
         for line in damaged:
             log.warning("%s: recomputing %s", self.name, line.split(";")[0])
         todo = [key for key in paths if key not in loaded]
-        workers = resolve_jobs(jobs, device.type, len(todo))
+        job = current_job()
+        if job.active:  # under torchrun: every process its share of the checkpoints, one device each
+            todo, device = todo[job.rank::job.world], process_device(job, device)
+        workers = 1 if job.active else resolve_jobs(jobs, device.type, len(todo))
         with tqdm(total=len(todo), desc=self.name, unit="ckpt", disable=not progress) as bar:
             if workers == 1:
                 for m, seed, s in todo:
@@ -221,6 +228,10 @@ class PerCheckpoint(Analysis):
                 items = [(key, plan[key[:2]], paths[key]) for key in todo]
                 for _ in run_jobs(_compute_part, items, workers, initializer=set_worker_state, initargs=(shared,)):
                     bar.update()
+        job.barrier()  # every part written
+        if not job.main:  # rank 0 assembles and writes; the others read what it wrote
+            job.barrier()
+            return open_dataset(ctx.analysis_path(self.name))
         seeds = sorted({seed for _, seed in plan})
         per_seed = []
         for seed in seeds:
@@ -232,6 +243,7 @@ class PerCheckpoint(Analysis):
         ds = self.finish(ctx, cfg, state, stack_seeds(per_seed, seeds))
         ds.attrs = {**provenance(self.name, asdict(cfg)), **ds.attrs, "inputs_key": key}
         write_dataset(ds, ctx.analysis_path(self.name), root=ctx.folder)
+        job.barrier()
         return ds
 
 

@@ -23,10 +23,15 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def build_optimizer(model, cfg: TrainConfig, device_type: str):
+    return adamw(param_groups(model, cfg.weight_decay), cfg, device_type)
+
+
+def adamw(groups: list[dict], cfg: TrainConfig, device_type: str):
+    """AdamW over ``groups`` with the run's settings, and its warmup + cosine schedule."""
     import torch
 
     opt = torch.optim.AdamW(
-        param_groups(model, cfg.weight_decay),
+        groups,
         lr=cfg.lr,
         betas=tuple(cfg.betas),
         fused=device_type == "cuda",

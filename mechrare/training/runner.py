@@ -15,32 +15,32 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
-from mechrare.atomic import remove_stale_temps
 from mechrare.checkpoints.lock import LOCK_FILE, run_lock
 from mechrare.checkpoints.manifest import InterventionRecord, Manifest, ModelRecord, ShapeRecord, TaskRecord, new_manifest
 from mechrare.checkpoints.metrics import write_metrics
 from mechrare.checkpoints.run import RunFolder, first_difference
 from mechrare.checkpoints.schedule import burst_checkpoints, checkpoint_steps
+from mechrare.checkpoints.train_state import check_state
+from mechrare.checkpoints.verify import checkpoint_problems, expected_steps, resume_problem
 from mechrare.config import RunConfig
 from mechrare.data.mixture import Mixture
-from mechrare.devices import autocast_dtype, resolve_device, torch_threads
-from mechrare.errors import ConfigError, RunFolderError, TrainingDiverged
-from mechrare.models.ladder import ModelShape, build_model, check_model_name, olmo2_config, olmo2_param_count, resolve_ladder, resolve_model
-from mechrare.training.callbacks import (
-    CheckpointCallback,
-    EvalCallback,
-    ProgressCallback,
-    QueueProgress,
-    ResumeCallback,
-    shared_progress,
+from mechrare.devices import resolve_device, torch_threads
+from mechrare.errors import ConfigError, RunFolderError
+from mechrare.models.ladder import ModelShape, check_model_name, olmo2_param_count, resolve_ladder, resolve_model
+from mechrare.training.callbacks import shared_progress
+from mechrare.ranks import SINGLE, Dist, from_env, process_device, process_group
+from mechrare.training.members import (  # noqa: F401  (init_seed and make_trainer: the runner's API too)
+    _train_job,
+    init_seed,
+    make_trainer,
+    mark_done,
+    repair_run,
+    together_groups,
+    train_group,
+    train_model,
 )
-from mechrare.checkpoints.train_state import check_state, has_state, load_state
-from mechrare.checkpoints.verify import checkpoint_problems, expected_steps, resume_problem
-from mechrare.training.distributed import SINGLE, Dist, from_env, process_device, process_group
 from mechrare.training.memory import check_memory
-from mechrare.training.repair import OnlySteps, repair_seed
-from mechrare.training.trainer import Trainer
-from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores, worker_state
+from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores
 
 log = logging.getLogger("mechrare")
 
@@ -119,15 +119,6 @@ class Plan:
         )
 
 
-def init_seed(run_seed: int, seed: int) -> int:
-    """The torch seed of training seed ``seed``'s initialisation (seed 0: the run's own seed)."""
-    if seed == 0:
-        return run_seed
-    import numpy as np
-
-    return int(np.random.SeedSequence([run_seed, seed, 0x1417]).generate_state(1)[0])
-
-
 def refuse_foreign_folder(run: RunFolder) -> None:
     """Refuse, before anything is written, a folder that holds something other than a mechrare run."""
     if not run.exists() and run.path.exists() and (not run.path.is_dir() or any(p.name != LOCK_FILE for p in run.path.iterdir())):
@@ -162,112 +153,6 @@ def open_or_create(out: str | Path, plan: Plan, name: str) -> RunFolder:
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_manifest(plan.manifest(name))
     return run
-
-
-def make_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, callbacks: list,
-                 dist: Dist = SINGLE) -> Trainer:
-    """A trainer of one (model, seed) at step 0, with the given callbacks. The process's torch generator
-    is seeded from the training seed, so the saved training state (which holds it) is the same in every
-    process and a repaired or resumed run's state equals an uninterrupted one's."""
-    import torch
-
-    cfg = plan.config
-    mixture = plan.mixtures[shape.name].with_order(seed)
-    vocab = mixture.vocab
-    model_cfg = olmo2_config(
-        shape, len(vocab), cfg.mixture.sequence_length, vocab.pad_id, vocab.eos_id, cfg.train.init_std
-    )
-    attn = "sdpa" if device.type == "cuda" else "eager"
-    model = build_model(model_cfg, init_seed(cfg.seed, seed), attn_implementation=attn).to(device)
-    if dist.active:  # every process built the same initial weights; each keeps its shard
-        from mechrare.training.distributed import shard
-
-        model = shard(model, dist, device)
-    torch.manual_seed(init_seed(cfg.seed, seed) ^ 0x5EED)
-    return Trainer(model, mixture, cfg.train, device, plan.schedule, callbacks=callbacks,
-                   autocast_dtype=autocast_dtype(cfg.train.precision, device), dist=dist)
-
-
-def _desc(plan: Plan, model: str, seed: int) -> str:
-    return model if len(plan.seeds) == 1 else f"{model} seed {seed}"
-
-
-def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
-                progress_queue=None, dist: Dist = SINGLE) -> int:
-    """Train one model under one training seed (resuming from its state where there is one);
-    returns the final step. The manifest is left to the caller (one writer). Under torchrun every
-    process calls this; rank 0 alone writes."""
-    desc = _desc(plan, shape.name, seed)
-    bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress and dist.main)
-    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
-    trainer = make_trainer(run, plan, shape, device, seed, [
-        EvalCallback(),
-        CheckpointCallback(run, shape.name, tokenizer, seed),
-        ResumeCallback(run, shape.name, plan.resume_every, seed),
-        bar,
-    ], dist)
-    if dist.main:
-        remove_stale_temps(run.seed_dir(shape.name, seed))
-        remove_stale_temps(run.resume_dir(shape.name, seed))
-    if dist.agree(has_state(run.resume_dir(shape.name, seed))):
-        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
-        log.info("%s: resuming at step %d", desc, trainer.step)
-    try:
-        trainer.fit()
-    except TrainingDiverged as exc:
-        raise TrainingDiverged(f"{desc}: {exc}") from None
-    return trainer.step
-
-
-def replay_model(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, steps: set[int],
-                 state: bool = False, progress: bool = True) -> None:
-    """Train (model, seed) again from step 0 and write its checkpoints at ``steps`` only (see
-    :mod:`mechrare.training.repair`); the resume state is written only with ``state`` (then to the end)."""
-    desc = f"{_desc(plan, shape.name, seed)} (repair)"
-    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
-    callbacks = [
-        OnlySteps(EvalCallback(), steps),
-        OnlySteps(CheckpointCallback(run, shape.name, tokenizer, seed), steps),
-        ProgressCallback(desc, enabled=progress),
-    ]
-    if state:
-        callbacks.append(ResumeCallback(run, shape.name, plan.resume_every, seed))
-    trainer = make_trainer(run, plan, shape, device, seed, callbacks)
-    remove_stale_temps(run.seed_dir(shape.name, seed))
-    try:
-        trainer.fit(until=None if state else max(steps))
-    except TrainingDiverged as exc:
-        raise TrainingDiverged(f"{desc}: {exc}") from None
-
-
-def repair_run(run: RunFolder, plan: Plan, device, progress: bool) -> list[str]:
-    """Regenerate the missing or damaged checkpoints of every finished (model, seed); one line each."""
-    lines = []
-    for shape in plan.shapes:
-        for seed in plan.seeds:
-            replay = lambda steps, state, shape=shape, seed=seed: replay_model(  # noqa: E731
-                run, plan, shape, device, seed, steps, state, progress)
-            lines += repair_seed(run, shape.name, seed, replay)
-    return lines
-
-
-def mark_done(run: RunFolder, model: str, seed: int, final_step: int) -> None:
-    record = run.read_manifest().model(model)
-    done = sorted(set(record.seeds_done) | {seed})
-    status = "done" if set(run.read_manifest().seeds) <= set(done) else "training"
-    run.update_model(model, status=status, final_step=final_step, seeds_done=done)
-
-
-def _train_job(job: tuple[str, int]) -> int:
-    """One (model, seed), in a worker process (see train_run)."""
-    from mechrare.checkpoints.series import quiet_transformers
-
-    name, seed = job
-    w = worker_state()
-    plan: Plan = w["plan"]
-    shape = next(s for s in plan.shapes if s.name == name)
-    with quiet_transformers():
-        return train_model(RunFolder(w["out"]), plan, shape, w["device"], progress=False, seed=seed, progress_queue=w["queue"])
 
 
 def train_run(
@@ -325,7 +210,15 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
         check_state(run.resume_dir(shape.name, seed))
     threads = config.train.threads
     workers = 1 if dist.active else resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
-    if workers == 1:
+    if config.train.together and not dist.active and len(todo) > 1:
+        with torch_threads(threads), quiet_transformers():
+            for group in together_groups(todo):
+                for shape in dict.fromkeys(shape for shape, _ in group):
+                    run.update_model(shape.name, status="training", device=str(device))
+                for (shape, seed), step in zip(group, train_group(run, plan, group, device, progress)):
+                    mark_done(run, shape.name, seed, step)
+                write_metrics(run)
+    elif workers == 1:
         with torch_threads(threads), quiet_transformers():
             for shape, seed in todo:
                 if dist.main:

@@ -6,7 +6,7 @@ from typing import Any
 
 from mechrare.config import TrainConfig
 from mechrare.data.mixture import Mixture
-from mechrare.training.distributed import SINGLE, Dist
+from mechrare.ranks import SINGLE, Dist
 from mechrare.training.optim import build_optimizer
 
 
@@ -60,6 +60,14 @@ class Trainer:
         self.step = 0
         self._loss_sum = None  # tensor on device: no host sync per step
         self._loss_count = 0
+        self._rng = None  # see pin_rng
+
+    def pin_rng(self) -> None:
+        """Record the process's torch RNG state now as this trainer's own (what its saved state holds):
+        for trainers that share a process (:mod:`mechrare.training.grouped`), each seeded in turn."""
+        import torch
+
+        self._rng = torch.get_rng_state()
 
     @property
     def tokens_per_step(self) -> int:
@@ -210,7 +218,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "loss_sum": loss_sum,
             "loss_count": self._loss_count,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state() if self._rng is None else self._rng,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

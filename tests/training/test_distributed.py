@@ -19,7 +19,8 @@ from mechrare.cli import main
 from mechrare.config import load_config
 from mechrare.errors import ConfigError
 from mechrare.training import train_run
-from mechrare.training.distributed import Dist, by_name, by_position, from_env
+from mechrare.ranks import Dist, from_env
+from mechrare.training.distributed import by_name, by_position
 
 MODEL = "d16-l2"
 OVERRIDES = [f'ladder.models=["{MODEL}"]', "ladder.interventions=[]", "train.steps=120", "checkpoints.every=20",

@@ -1,0 +1,92 @@
+"""Small models on one GPU: one model alone vs K of them together (train.together), combined MFU.
+
+The `paper` preset's batch (256 x 256 tokens, bf16, its text background) on one size (default 4M):
+one model's update alone (eager and compiled, as `mechrare train` runs it), then K seeds of that size
+as one program (:class:`mechrare.training.grouped.GroupTrainer`, eager and compiled), for each K asked. Combined
+MFU = K x (6 N + 12 L d T) x tokens per update / seconds per update / peak bf16.
+
+    python -m mechrare.examples.corpus corpus
+    python benchmarks/together_gpu.py --size 4M --k 8 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
+
+
+def per_update(step, steps: int, warmup: int, sync) -> float:
+    for s in range(warmup):
+        step(s)
+    sync()
+    t0 = time.perf_counter()
+    for s in range(warmup, warmup + steps):
+        step(s)
+    sync()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    import torch
+
+    from mechrare.checkpoints.run import RunFolder
+    from mechrare.config import load_config
+    from mechrare.devices import resolve_device
+    from mechrare.training.grouped import GroupTrainer
+    from mechrare.training.members import make_trainer
+    from mechrare.training.runner import Plan
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", default="4M")
+    ap.add_argument("--k", nargs="+", type=int, default=[8, 32])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--set", dest="overrides", action="append", default=[])
+    args = ap.parse_args()
+    seeds = max(args.k)
+    _, cfg = load_config("paper", [f'ladder.models=["{args.size}"]', f'ladder.sweep.models=["{args.size}"]', "ladder.sweep.factors=[1]",
+                                   f"ladder.seeds={seeds}", "train.prefetch=false", *args.overrides])
+    plan = Plan(cfg)
+    device = resolve_device(cfg.train.device, "train.device")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    peak = next((v for k, v in PEAK_BF16.items() if device.type == "cuda" and k in torch.cuda.get_device_name()), None)
+    shape = plan.shapes[0]
+    run = RunFolder("unused")
+    tokens = plan.tokens_per_step
+
+    def flops_per_update(model) -> float:
+        n = sum(p.numel() for p in model.parameters() if p.ndim >= 2) - model.get_input_embeddings().weight.numel()
+        return (6 * n + 12 * shape.n_layers * shape.d_model * cfg.mixture.sequence_length) * tokens
+
+    gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
+    print(f"# {gpu}, torch {torch.__version__}, {shape.name}, {tokens:,} tokens per model per update, bf16 autocast")
+    print("| variant | models | ms/update | model-updates/s | combined TFLOP/s | combined MFU |")
+    print("|---|---:|---:|---:|---:|---:|")
+
+    def row(name, k, dt, flops):
+        mfu = f"{flops / dt / peak:.1%}" if peak else "-"
+        print(f"| {name} | {k} | {dt * 1e3:.1f} | {k / dt:,.1f} | {flops / dt / 1e12:.1f} | {mfu} |", flush=True)
+
+    import dataclasses
+
+    for compiled in (False, True):
+        plan.config = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=compiled))
+        t = make_trainer(run, plan, shape, device, 0, [])
+        dt = per_update(t.train_step, args.steps, 3 if not compiled else 5, sync)
+        row(f"alone{' (compiled)' if compiled else ''}", 1, dt, flops_per_update(t.model))
+        del t
+    for k in args.k:
+        for compiled in (False, True):
+            plan.config = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=compiled))
+            members = [make_trainer(run, plan, shape, device, seed, []) for seed in range(k)]
+            group = GroupTrainer(members, plan.resume_every)
+            dt = per_update(group.train_step, args.steps, 3 if not compiled else 5, sync)
+            row(f"together (vmap{', compiled' if compiled else ''})", k, dt, k * flops_per_update(members[0].model))
+            del group, members
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Small models together: the (model, seed) pairs of one shape trained as one program.
+
+``train.together = true``: the weights of K models of one shape (the seeds of a size, and its
+interventions) are stacked (``torch.func.stack_module_state``) and one ``torch.func.vmap`` of the
+model's own forward computes the K losses, each on its own batch (a seed has its own data order, an
+intervention its own mixture); one backward, clipping each model by its own gradient norm (as
+``clip_grad_norm_`` does), and one AdamW over the stacked tensors (elementwise, so the same update
+as K optimizers). Everything else stays with K ordinary :class:`~mechrare.training.trainer.Trainer`
+objects, the *members*: before a checkpoint or a resume-state write their weights and optimizer state
+are copied from the stack, and their own callbacks write the usual folders, so every model's series is
+the one it would have alone, within float tolerance (batched kernels round differently).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+from mechrare.errors import ConfigError
+from mechrare.training.trainer import Trainer
+
+
+class _Stacked:
+    """The members' batches of one step, stacked: ``[K, B, L]`` (what the prefetcher builds ahead)."""
+
+    def __init__(self, mixtures):
+        self.mixtures = mixtures
+
+    def batch(self, step: int, batch_size: int):
+        import numpy as np
+
+        parts = [m.batch(step, batch_size) for m in self.mixtures]
+
+        class Batch:
+            input_ids = np.stack([p.input_ids for p in parts])
+            labels = np.stack([p.labels for p in parts])
+
+        return Batch
+
+
+class GroupTrainer:
+    """Trains ``members`` (Trainers of one model shape, at one step) as one program; ``sync_every``:
+    the resume-state period, at whose steps the members are brought up to date before their callbacks."""
+
+    def __init__(self, members: list[Trainer], sync_every: int):
+        import torch
+        from torch.func import stack_module_state
+
+        from mechrare.training.optim import adamw
+
+        if not members:
+            raise ValueError("a group needs at least one member")
+        first = members[0]
+        shapes = [{n: p.shape for n, p in m.model.named_parameters()} for m in members]
+        if any(s != shapes[0] for s in shapes) or len({m.step for m in members}) != 1:
+            raise ConfigError("train.together: the models of a group must have one shape and be at one step")
+        self.members = members
+        self.cfg, self.device, self.autocast_dtype = first.cfg, first.device, first.autocast_dtype
+        self.schedule, self.sync_every, self.step = first.schedule, sync_every, first.step
+        params, self.buffers = stack_module_state([m.model for m in members])
+        self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        self._base = copy.deepcopy(first.model).to("meta")
+        name_of = {id(p): n for n, p in first.model.named_parameters()}
+        self._names = [[name_of[id(p)] for p in g["params"]] for g in first.optimizer.param_groups]
+        groups = [{"params": [self.params[n] for n in names], "weight_decay": g["weight_decay"]}
+                  for names, g in zip(self._names, first.optimizer.param_groups)]
+        self.optimizer, self.scheduler = adamw(groups, self.cfg, self.device.type)
+        if self.step:
+            self._load_members_state()
+
+        def loss(p, b, ids, labels):
+            from torch.func import functional_call
+
+            return functional_call(self._base, (p, b), (ids,), {"labels": labels}).loss
+
+        self._loss = torch.func.vmap(loss)
+        if self.cfg.compile:  # one compiled program for the K forwards (the losses; backward through it)
+            if self.device.type == "cuda":
+                raise ConfigError("train.together with train.compile on CUDA: the compiled vmap of the SDPA forward failed "
+                                  "on an H200 (torch 2.11; benchmarks/RESULTS.md); set train.compile = false, or train.together = false")
+            self._loss = torch.compile(self._loss)
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.members[0].tokens_per_step * len(self.members)
+
+    # -- one update of every member -------------------------------------------------------
+    def train_step(self, step: int, prefetched=None):
+        import torch
+
+        if prefetched is None:
+            batch = _Stacked([m.mixture for m in self.members]).batch(step, self.cfg.batch_size)
+            prefetched = torch.as_tensor(batch.input_ids), torch.as_tensor(batch.labels)
+        ids = prefetched[0].to(self.device, non_blocking=True)
+        labels = prefetched[1].to(self.device, non_blocking=True)
+        enabled = self.autocast_dtype is not None
+        with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
+            losses = self._loss(self.params, self.buffers, ids, labels)
+        losses.sum().backward()
+        if self.cfg.grad_clip > 0:
+            self._clip(self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return losses.detach().float()
+
+    def _clip(self, max_norm: float) -> None:
+        """``clip_grad_norm_`` of each member on its own slice: the norm of the per-tensor norms."""
+        import torch
+
+        grads = [p.grad for p in self.params.values() if p.grad is not None]
+        norms = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2, dim=1) for g in grads])  # [tensors, K]
+        total = torch.linalg.vector_norm(norms, 2, dim=0)
+        coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)).to(g.dtype))
+
+    def fit(self, until: int | None = None) -> None:
+        """Train every member to ``cfg.steps`` (or stop after update ``until``), with their callbacks."""
+        last = self.cfg.steps if until is None else min(int(until), self.cfg.steps)
+        for m in self.members:
+            m.model.train()
+            for cb in m.callbacks:
+                cb.on_train_start(m)
+        if self.step == 0 and 0 in self.schedule:
+            self._checkpoint()
+        ahead = None
+        if self.cfg.prefetch and self.step < last:
+            from mechrare.training.prefetch import Prefetcher
+
+            ahead = Prefetcher(_Stacked([m.mixture for m in self.members]), self.cfg.batch_size, self.step, last,
+                               pin=self.device.type == "cuda")
+        try:
+            while self.step < last:
+                losses = self.train_step(self.step, ahead.get(self.step) if ahead is not None else None)
+                self.step += 1
+                for k, m in enumerate(self.members):
+                    m.step = self.step
+                    m._loss_sum = losses[k] if m._loss_sum is None else m._loss_sum + losses[k]
+                    m._loss_count += 1
+                if self.step in self.schedule:
+                    self._checkpoint()
+                elif self.step % self.sync_every == 0 or self.step == self.cfg.steps:
+                    self.sync()  # the resume state is written by the members' callbacks below
+                for k, m in enumerate(self.members):
+                    for cb in m.callbacks:
+                        cb.on_step_end(m, losses[k])
+        finally:
+            if ahead is not None:
+                ahead.close()
+        for m in self.members:
+            for cb in m.callbacks:
+                cb.on_train_end(m)
+
+    def _checkpoint(self) -> None:
+        self.sync()
+        for m in self.members:
+            m._checkpoint()
+
+    # -- members <-> stack -----------------------------------------------------------------
+    def _member_params(self, m: Trainer) -> Iterable:
+        """(name, member parameter) in the optimizer's order."""
+        params = dict(m.model.named_parameters())
+        return [(n, params[n]) for names in self._names for n in names]
+
+    def sync(self) -> None:
+        """Copy the stacked weights, AdamW state and schedule position into every member (their own tensors)."""
+        import torch
+
+        schedule = self.scheduler.state_dict()
+        with torch.no_grad():
+            for k, m in enumerate(self.members):
+                m.scheduler.load_state_dict(schedule)
+                for own, group in zip(m.optimizer.param_groups, self.optimizer.param_groups):
+                    own["lr"] = group["lr"]
+                for name, p in self._member_params(m):
+                    stacked = self.params[name]
+                    p.copy_(stacked[k])
+                    state = self.optimizer.state.get(stacked)
+                    if state:
+                        m.optimizer.state[p] = {key: (v.clone() if key == "step" else v[k].clone()) for key, v in state.items()}
+
+    def _load_members_state(self) -> None:
+        """The members' optimizer state (loaded from their resume states) stacked into the group's."""
+        import torch
+
+        first = self.members[0]
+        members = [dict(self._member_params(m)) for m in self.members]
+        for name, stacked in self.params.items():
+            states = [m.optimizer.state.get(ps[name]) for m, ps in zip(self.members, members)]
+            if all(states):
+                self.optimizer.state[stacked] = {key: (v.clone() if key == "step" else torch.stack([s[key] for s in states]))
+                                                 for key, v in states[0].items()}
+        for group, own in zip(self.optimizer.param_groups, first.optimizer.param_groups):
+            group["lr"], group["initial_lr"] = own["lr"], own.get("initial_lr", own["lr"])
+        self.scheduler.load_state_dict(first.scheduler.state_dict())
