@@ -12,7 +12,7 @@ ROOT = Path(__file__).parents[1] / "mechrare"
 
 #: the data flow, bottom to top; a module may import only from its own rank or below
 RANKS = [
-    ("mechrare._version", "mechrare.errors", "mechrare.names", "mechrare.registry", "mechrare.atomic", "mechrare.config", "mechrare.devices", "mechrare.stats", "mechrare.workers"),
+    ("mechrare._version", "mechrare.errors", "mechrare.names", "mechrare.registry", "mechrare.atomic", "mechrare.config", "mechrare.devices", "mechrare.ranks", "mechrare.stats", "mechrare.workers"),
     ("mechrare.data", "mechrare.models"),
     ("mechrare.checkpoints",),
     ("mechrare.training", "mechrare.activations", "mechrare.probes", "mechrare.series", "mechrare.runs", "mechrare.examples"),

@@ -8,7 +8,6 @@ together), so that they all train the same weights.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from mechrare.atomic import remove_stale_temps
 from mechrare.checkpoints.run import RunFolder
@@ -18,12 +17,10 @@ from mechrare.errors import TrainingDiverged
 from mechrare.models.ladder import ModelShape, build_model, olmo2_config
 from mechrare.training.callbacks import CheckpointCallback, EvalCallback, ProgressCallback, QueueProgress, ResumeCallback
 from mechrare.ranks import SINGLE, Dist
+from mechrare.training.plan import Plan
 from mechrare.training.repair import OnlySteps, repair_seed
 from mechrare.training.trainer import Trainer
 from mechrare.workers import worker_state
-
-if TYPE_CHECKING:
-    from mechrare.training.runner import Plan
 
 log = logging.getLogger("mechrare")
 
