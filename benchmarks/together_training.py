@@ -28,6 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", nargs="+", default=["d16-l2", "d32-l2", "d64-l2"])
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--compile", action="store_true", help="train.compile = true in every variant")
     args = ap.parse_args()
     variants = {
         "one after another, 1 thread": ["train.jobs=1", "train.threads=1"],
@@ -36,11 +37,12 @@ def main() -> None:
         "together, 1 thread": ["train.together=true", "train.threads=1"],
         "together, 2 threads": ["train.together=true", "train.threads=2"],
     }
-    print(f"quickstart, {args.steps} steps, 3 seeds x (model + 2 sweep points) = 9 models per size, CPU")
+    print(f"quickstart, {args.steps} steps, 3 seeds x (model + 2 sweep points) = 9 models per size, CPU"
+          + (", torch.compile" if args.compile else ""))
     print("| size | " + " | ".join(variants) + " | together (faster) / one after another (faster) |")
     print("|---|" + "---:|" * (len(variants) + 1))
     for size in args.sizes:
-        base = [f'ladder.models=["{size}"]', f"train.steps={args.steps}"]
+        base = [f'ladder.models=["{size}"]', f"train.steps={args.steps}", f"train.compile={str(args.compile).lower()}"]
         t = {name: timed(base + extra) for name, extra in variants.items()}
         alone = min(t["one after another, 1 thread"], t["one after another, 2 threads"])
         together = min(t["together, 1 thread"], t["together, 2 threads"])

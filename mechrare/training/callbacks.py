@@ -109,7 +109,9 @@ class ProgressCallback(Callback):
         if trainer.step % self.refresh_every == 0 or trainer.step == trainer.cfg.steps:
             dt = max(time.perf_counter() - self._t0, 1e-9)
             tok_s = (trainer.step - self._s0) * trainer.tokens_per_step / dt
-            self.bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
+            # under torchrun, ``loss`` is this process's share of the batch's loss: scaled up, its rows' mean
+            shown = loss.item() * trainer.dist.world
+            self.bar.set_postfix(loss=f"{shown:.3f}", tok_s=f"{tok_s:,.0f}", refresh=False)
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.bar.close()

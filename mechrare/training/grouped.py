@@ -15,27 +15,30 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 from mechrare.errors import ConfigError
 from mechrare.training.trainer import Trainer
 
 
+@dataclass(frozen=True)
+class StackedBatch:
+    input_ids: Any  # [K, B, L]
+    labels: Any
+
+
 class _Stacked:
-    """The members' batches of one step, stacked: ``[K, B, L]`` (what the prefetcher builds ahead)."""
+    """The members' batches of one step, stacked (what the prefetcher builds ahead)."""
 
     def __init__(self, mixtures):
         self.mixtures = mixtures
 
-    def batch(self, step: int, batch_size: int):
+    def batch(self, step: int, batch_size: int) -> StackedBatch:
         import numpy as np
 
         parts = [m.batch(step, batch_size) for m in self.mixtures]
-
-        class Batch:
-            input_ids = np.stack([p.input_ids for p in parts])
-            labels = np.stack([p.labels for p in parts])
-
-        return Batch
+        return StackedBatch(np.stack([p.input_ids for p in parts]), np.stack([p.labels for p in parts]))
 
 
 class GroupTrainer:
