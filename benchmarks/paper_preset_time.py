@@ -21,7 +21,7 @@ import argparse
 import tempfile
 import time
 
-PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
+from gpu_throughput import PEAK_BF16, matmul_params  # the same peaks and FLOP count as the MFU table
 
 
 def seconds(fn, sync) -> float:
@@ -94,7 +94,7 @@ def main() -> None:
             ckpt.append(seconds(trainer._checkpoint, sync))
         state = seconds(lambda: save_state(run.resume_dir(shape.name, 0), trainer.state_dict(), trainer.step), sync)
         model = trainer.model
-        n = sum(q.numel() for q in model.parameters() if q.ndim >= 2) - model.get_input_embeddings().weight.numel()
+        n = matmul_params(model)
         flops = (6 * n + 12 * shape.n_layers * shape.d_model * cfg.mixture.sequence_length) * tokens / per
         mfu = f"{flops / peak:.1%}" if peak else "-"
         projected = first + steps * per + n_ckpt * min(ckpt) + n_resume * state

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import time
 
-PEAK_BF16 = {"H100": 989.4e12, "H200": 989.4e12, "A100": 312e12}
+from gpu_throughput import PEAK_BF16, matmul_params  # the same peaks and FLOP count as the MFU table
 
 
 def per_update(step, steps: int, warmup: int, sync) -> float:
@@ -56,7 +56,7 @@ def main() -> None:
     tokens = plan.tokens_per_step
 
     def flops_per_update(model) -> float:
-        n = sum(p.numel() for p in model.parameters() if p.ndim >= 2) - model.get_input_embeddings().weight.numel()
+        n = matmul_params(model)
         return (6 * n + 12 * shape.n_layers * shape.d_model * cfg.mixture.sequence_length) * tokens
 
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"

@@ -62,6 +62,26 @@ def _desc(plan: Plan, model: str, seed: int) -> str:
     return model if len(plan.seeds) == 1 else f"{model} seed {seed}"
 
 
+def resumed_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed: int, extra: list,
+                    dist: Dist = SINGLE) -> Trainer:
+    """(model, seed)'s trainer with the run's callbacks (evaluation, checkpoint folders, resume state) and
+    ``extra``, its stale temporary files removed and its resume state loaded where there is one."""
+    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
+    trainer = make_trainer(run, plan, shape, device, seed, [
+        EvalCallback(),
+        CheckpointCallback(run, shape.name, tokenizer, seed),
+        ResumeCallback(run, shape.name, plan.resume_every, seed),
+        *extra,
+    ], dist)
+    if dist.main:
+        remove_stale_temps(run.seed_dir(shape.name, seed))
+        remove_stale_temps(run.resume_dir(shape.name, seed))
+    if dist.agree(has_state(run.resume_dir(shape.name, seed))):
+        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
+        log.info("%s: resuming at step %d", _desc(plan, shape.name, seed), trainer.step)
+    return trainer
+
+
 def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress: bool = True, seed: int = 0,
                 progress_queue=None, dist: Dist = SINGLE) -> int:
     """Train one model under one training seed (resuming from its state where there is one);
@@ -69,19 +89,7 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     process calls this; rank 0 alone writes."""
     desc = _desc(plan, shape.name, seed)
     bar = QueueProgress(progress_queue) if progress_queue is not None else ProgressCallback(desc, enabled=progress and dist.main)
-    tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
-    trainer = make_trainer(run, plan, shape, device, seed, [
-        EvalCallback(),
-        CheckpointCallback(run, shape.name, tokenizer, seed),
-        ResumeCallback(run, shape.name, plan.resume_every, seed),
-        bar,
-    ], dist)
-    if dist.main:
-        remove_stale_temps(run.seed_dir(shape.name, seed))
-        remove_stale_temps(run.resume_dir(shape.name, seed))
-    if dist.agree(has_state(run.resume_dir(shape.name, seed))):
-        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
-        log.info("%s: resuming at step %d", desc, trainer.step)
+    trainer = resumed_trainer(run, plan, shape, device, seed, [bar], dist)
     try:
         trainer.fit()
     except TrainingDiverged as exc:
@@ -104,18 +112,12 @@ def train_group(run: RunFolder, plan: Plan, pairs: list[tuple[ModelShape, int]],
 
     members = []
     for i, (shape, seed) in enumerate(pairs):
-        tokenizer = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
-        callbacks = [EvalCallback(), CheckpointCallback(run, shape.name, tokenizer, seed),
-                     ResumeCallback(run, shape.name, plan.resume_every, seed)]
+        extra = []
         if i == 0:
             desc = f"{len(pairs)} together ({', '.join(_desc(plan, s.name, k) for s, k in pairs)})"
-            callbacks.append(ProgressCallback(desc if len(desc) < 60 else f"{shape.name} and {len(pairs) - 1} more together",
-                                              enabled=progress))
-        trainer = make_trainer(run, plan, shape, device, seed, callbacks)
-        remove_stale_temps(run.seed_dir(shape.name, seed))
-        remove_stale_temps(run.resume_dir(shape.name, seed))
-        if has_state(run.resume_dir(shape.name, seed)):
-            trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device))
+            extra.append(ProgressCallback(desc if len(desc) < 60 else f"{shape.name} and {len(pairs) - 1} more together",
+                                          enabled=progress))
+        trainer = resumed_trainer(run, plan, shape, device, seed, extra)
         trainer.pin_rng()
         members.append(trainer)
     if len({m.step for m in members}) > 1:  # interrupted apart: each on its own

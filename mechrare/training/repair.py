@@ -65,6 +65,14 @@ def move_aside(folder: Path) -> Path:
     return target
 
 
+def needs_repair(run: RunFolder, model: str, seed: int) -> tuple[dict[int, str], bool]:
+    """What a (model, seed) needs regenerated: its missing or damaged checkpoints (step -> what is wrong)
+    and whether its final resume state is damaged."""
+    problems = checkpoint_problems(run, model, seed)
+    state = bool(expected_steps(run, model, seed)) and resume_problem(run, model, seed) is not None
+    return problems, state
+
+
 def repair_seed(run: RunFolder, model: str, seed: int, replay: Callable[[set[int], bool], None]) -> list[str]:
     """Regenerate the checkpoints of a finished (model, seed) that are missing or damaged, and its final
     resume state when that is damaged.
@@ -72,8 +80,7 @@ def repair_seed(run: RunFolder, model: str, seed: int, replay: Callable[[set[int
     ``replay(steps, state)`` trains from scratch and writes the checkpoints at ``steps`` (and, with
     ``state``, the resume state, training to the end). Returns one line per file repaired, saying
     whether it came back bit-identical."""
-    problems = checkpoint_problems(run, model, seed)
-    state = bool(expected_steps(run, model, seed)) and resume_problem(run, model, seed) is not None
+    problems, state = needs_repair(run, model, seed)
     if not problems and not state:
         return []
     desc = model if run.read_manifest().seeds == [0] else f"{model} seed {seed}"

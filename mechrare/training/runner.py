@@ -18,7 +18,6 @@ from mechrare.checkpoints.lock import LOCK_FILE, run_lock
 from mechrare.checkpoints.metrics import write_metrics
 from mechrare.checkpoints.run import RunFolder, first_difference
 from mechrare.checkpoints.train_state import check_state
-from mechrare.checkpoints.verify import checkpoint_problems, expected_steps, resume_problem
 from mechrare.config import RunConfig
 from mechrare.devices import resolve_device, torch_threads
 from mechrare.errors import RunFolderError
@@ -37,6 +36,7 @@ from mechrare.training.members import (  # noqa: F401  (init_seed and make_train
     train_model,
 )
 from mechrare.training.memory import check_memory
+from mechrare.training.repair import needs_repair
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores
 
 log = logging.getLogger("mechrare")
@@ -179,8 +179,8 @@ def refuse_repair(run: RunFolder, plan: Plan, dist: Dist) -> None:
     if dist.main:
         for shape in plan.shapes:
             for seed in plan.seeds:
-                state = bool(expected_steps(run, shape.name, seed)) and resume_problem(run, shape.name, seed) is not None
-                if checkpoint_problems(run, shape.name, seed) or state:
+                problems, state = needs_repair(run, shape.name, seed)
+                if problems or state:
                     broken.append(f"{shape.name} seed {seed}")
     broken = dist.agree(broken)
     if broken:

@@ -36,6 +36,15 @@ def torchrun(out, *more: str) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def running_past(proc, out, step: int) -> None:
+    """Wait until the job has written the checkpoint of ``step``; it must still be running then."""
+    target = Path(out) / "models" / MODEL / "seed_0" / f"step_{step}"
+    deadline = time.time() + 300
+    while not target.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stdout.read()[-2000:]}"
+
+
 def ranks_of(proc) -> list[int]:
     """The worker processes torchrun started (its children)."""
     return [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
@@ -84,11 +93,7 @@ def test_two_processes_train_the_one_process_run(one_process, tmp_path, capsys):
 def test_sigkill_of_one_rank_then_relaunch_resumes(one_process, tmp_path):
     out = tmp_path / "killed"
     proc = torchrun(out)
-    target = out / "models" / MODEL / "seed_0" / "step_60"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None, f"training ended before a rank could be killed: {proc.stdout.read()[-2000:]}"
+    running_past(proc, out, 60)
     ranks = ranks_of(proc)
     assert len(ranks) == 2
     os.kill(ranks[1], signal.SIGKILL)
@@ -108,11 +113,7 @@ def test_sigkill_of_one_rank_then_relaunch_resumes(one_process, tmp_path):
 def test_a_two_process_state_resumes_in_one_process(one_process, tmp_path):
     out = tmp_path / "switch"
     proc = torchrun(out)
-    target = out / "models" / MODEL / "seed_0" / "step_40"
-    deadline = time.time() + 300
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert proc.poll() is None
+    running_past(proc, out, 40)
     for rank in ranks_of(proc):  # both ranks at once
         os.kill(rank, signal.SIGKILL)
     proc.communicate(timeout=120)
