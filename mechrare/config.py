@@ -288,6 +288,9 @@ class TrainConfig:
     #: stacked weights and torch.func.vmap (mechrare.training.grouped); equal to training each alone
     #: within float tolerance, not bit for bit; one process (it takes precedence over ``jobs``)
     together: bool = False
+    #: train.together's loss: each model's head and cross-entropy made this many positions at a time
+    #: (mechrare.training.chunked_loss), so that the models' whole logits never exist at once
+    loss_chunk: int = 8192
 
     def validate(self, path: str) -> None:
         require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
@@ -313,6 +316,7 @@ class TrainConfig:
         require(self.threads >= 0, f"{path}.threads", f"must be >= 0 (0 = torch default), got {self.threads}")
         require(self.jobs >= 0, f"{path}.jobs", f"must be >= 0 (0 = as many as the cores allow), got {self.jobs}")
         require(self.eval_batch_size >= 1, f"{path}.eval_batch_size", f"must be >= 1, got {self.eval_batch_size}")
+        require(self.loss_chunk >= 1, f"{path}.loss_chunk", f"must be >= 1 (positions per chunk), got {self.loss_chunk}")
 
 
 @dataclass

@@ -44,6 +44,7 @@ def test_custom_model_entry_and_schedule():
         (lambda d: d.update(bogus=1), "bogus: unknown key"),
         (lambda d: d["train"].update(stepz=3), "train.stepz: unknown key"),
         (lambda d: d["train"].update(steps=0), "train.steps: must be >= 1"),
+        (lambda d: d["train"].update(loss_chunk=0), "train.loss_chunk: must be >= 1"),
         (lambda d: d["mixture"]["tasks"][0].update(frequency=-0.1), "mixture.tasks[0].frequency: must be finite and > 0"),
         (lambda d: d["mixture"]["tasks"][0].update(extra=1), "mixture.tasks[0].extra: unknown key"),
         (lambda d: d["mixture"]["tasks"][0].pop("family"), "mixture.tasks[0].family: required key is missing"),

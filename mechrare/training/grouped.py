@@ -5,7 +5,9 @@ interventions) are stacked (``torch.func.stack_module_state``) and one ``torch.f
 model's own forward computes the K losses, each on its own batch (a seed has its own data order, an
 intervention its own mixture); one backward, clipping each model by its own gradient norm (as
 ``clip_grad_norm_`` does), and one AdamW over the stacked tensors (elementwise, so the same update
-as K optimizers). Everything else stays with K ordinary :class:`~mechrare.training.trainer.Trainer`
+as K optimizers). The vmap stops at the final normed states: each model's head and loss are made a
+chunk of positions at a time (:mod:`mechrare.training.chunked_loss`, ``train.loss_chunk``), so the K
+models' logits never exist at once. Everything else stays with K ordinary :class:`~mechrare.training.trainer.Trainer`
 objects, the *members*: before a checkpoint or a resume-state write their weights and optimizer state
 are copied from the stack, and their own callbacks write the usual folders, so every model's series is
 the one it would have alone, within float tolerance (batched kernels round differently).
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mechrare.errors import ConfigError
+from mechrare.training.chunked_loss import causal_lm_loss
 from mechrare.training.trainer import Trainer
+
+HEAD, BODY = "lm_head.weight", "model."  # Olmo2ForCausalLM: the head, and the decoder's names
 
 
 @dataclass(frozen=True)
@@ -71,17 +76,22 @@ class GroupTrainer:
         if self.step:
             self._load_members_state()
 
-        def loss(p, b, ids, labels):
+        if set(self.params) != {HEAD} | {n for n in self.params if n.startswith(BODY)}:
+            raise ValueError(f"train.together needs a decoder under {BODY!r} and a head {HEAD!r}; got {sorted(self.params)}")
+        body = lambda d: {n[len(BODY):]: v for n, v in d.items() if n.startswith(BODY)}  # noqa: E731
+        self._body_params, self._body_buffers = body(self.params), body(self.buffers)
+
+        def states(p, b, ids):
             from torch.func import functional_call
 
-            return functional_call(self._base, (p, b), (ids,), {"labels": labels}).loss
+            return functional_call(self._base.model, (p, b), (ids,)).last_hidden_state
 
-        self._loss = torch.func.vmap(loss)
-        if self.cfg.compile:  # one compiled program for the K forwards (the losses; backward through it)
+        self._states = torch.func.vmap(states)  # [K, B, L, d]: the K decoders' final normed states
+        if self.cfg.compile:  # one compiled program for the K decoders (backward through it)
             if self.device.type == "cuda":
                 raise ConfigError("train.together with train.compile on CUDA: the compiled vmap of the SDPA forward failed "
                                   "on an H200 (torch 2.11; benchmarks/RESULTS.md); set train.compile = false, or train.together = false")
-            self._loss = torch.compile(self._loss)
+            self._states = torch.compile(self._states)
 
     @property
     def tokens_per_step(self) -> int:
@@ -98,7 +108,10 @@ class GroupTrainer:
         labels = prefetched[1].to(self.device, non_blocking=True)
         enabled = self.autocast_dtype is not None
         with torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype, enabled=enabled):
-            losses = self._loss(self.params, self.buffers, ids, labels)
+            states = self._states(self._body_params, self._body_buffers, ids)
+            head = self.params[HEAD]
+            losses = torch.stack([causal_lm_loss(states[k], head[k], labels[k], self.cfg.loss_chunk)
+                                  for k in range(len(self.members))])
         losses.sum().backward()
         if self.cfg.grad_clip > 0:
             self._clip(self.cfg.grad_clip)
