@@ -64,8 +64,9 @@ class TokenCorpus:
         return sum(len(s) for s in self.segments)
 
     def _gather(self, seg: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        out = np.stack([np.asarray(seg[s : s + self.length]) for s in starts]) if len(starts) else np.empty((0, self.length))
-        return out.astype(np.int64)
+        """The windows at ``starts``, in one indexing of ``seg`` (a memmap reads only the pages it needs)."""
+        index = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(self.length, dtype=np.int64)
+        return np.asarray(seg[index]).astype(np.int64)
 
     def _check(self, ids: np.ndarray) -> np.ndarray:
         if ids.size and int(ids.max()) >= self.vocab_size:
