@@ -5,7 +5,9 @@ exactly as ``mechrare train`` does (``make_trainer``: compile, bf16 autocast, pr
 (1) the seconds to the first update (torch.compile included), (2) the steady seconds per update over
 ``--steps`` updates, (3) the seconds of one checkpoint (held-out evaluation of every task and the
 Hugging Face folder written with its sha256s, the real callbacks) and (4) of one resume-state write; beside (2), the same updates on one pre-built batch (no data
-time at all: the issue's "data time hidden" check), interleaved, the faster of two rounds each.
+time at all: the issue's "data time hidden" check), and ``fit()`` on that one batch (the real loop, its
+prefetch thread and pinning, with no build: separates the batch's cost from the loop's), interleaved,
+the faster of two rounds each.
 MFU = (6 N + 12 L d T) tokens per second / peak bf16 (N: matmul parameters, head included).
 
 The projection is  sum over (model, seed) of  first + steps * update + checkpoints * checkpoint
@@ -61,15 +63,16 @@ def main() -> None:
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"# {name}: {gpu}, torch {torch.__version__}, {tokens:,} tokens/update, {steps} updates, "
           f"{n_ckpt} checkpoints, {n_resume} resume writes, seeds {plan.seeds}, compile {cfg.train.compile}", flush=True)
-    print("| model | params | first update s (compile) | ms/update | tokens/s | MFU | pre-built batch ms/update | real / pre-built | checkpoint s | resume write s | projected s per seed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | params | first update s (compile) | ms/update | tokens/s | MFU | pre-built batch ms/update | real / pre-built | "
+          "fit() on a pre-built batch ms/update | real / fit() pre-built | checkpoint s | resume write s | projected s per seed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     measured: dict[str, float] = {}
     total = 0.0
     for shape in plan.shapes:
         base = plan.interventions.get(shape.name, {}).get("base", shape.name)
         if base in measured:
             total += measured[base] * len(plan.seeds)
-            print(f"| {shape.name} | as {base} | | | | | | | | | {measured[base]:,.0f} |", flush=True)
+            print(f"| {shape.name} | as {base} | | | | | | | | | | | {measured[base]:,.0f} |", flush=True)
             continue
         tok = plan.mixtures[shape.name].vocab.to_hf_tokenizer()
         trainer = make_trainer(run, plan, shape, device, 0, [])
@@ -82,11 +85,21 @@ def main() -> None:
             for s in range(args.steps):
                 trainer.train_step(trainer.step, fixed)
 
-        runs, floor = [], []
-        for _ in range(2):  # interleaved: the real pipeline (prefetch), then one pre-built batch
+        real_mixture = trainer.mixture
+
+        def fit_prebuilt():  # the same loop as the real pipeline (fit, prefetch thread, pinning), one batch
+            trainer.mixture = _Fixed(batch, real_mixture)
+            try:
+                trainer.fit(until=trainer.step + args.steps)
+            finally:
+                trainer.mixture = real_mixture
+
+        runs, floor, loop = [], [], []
+        for _ in range(2):  # interleaved: the real pipeline (prefetch), one pre-built batch, fit() on it
             runs.append(seconds(lambda: trainer.fit(until=trainer.step + args.steps), sync) / args.steps)
             floor.append(seconds(prebuilt, sync) / args.steps)
-        per, per_fixed = min(runs), min(floor)
+            loop.append(seconds(fit_prebuilt, sync) / args.steps)
+        per, per_fixed, per_loop = min(runs), min(floor), min(loop)
         trainer.callbacks = [EvalCallback(), CheckpointCallback(run, shape.name, tok, 0)]
         ckpt = []
         for _ in range(2):  # a second at another step: the first one's folder exists and would be skipped
@@ -102,11 +115,24 @@ def main() -> None:
         total += projected * len(plan.seeds)
         params = sum(q.numel() for q in model.parameters())
         print(f"| {shape.name} | {params / 1e6:.1f}M | {first:.1f} | {per * 1e3:.1f} | {tokens / per:,.0f} | {mfu} | "
-              f"{per_fixed * 1e3:.1f} | {per / per_fixed:.3f} | {min(ckpt):.2f} | {state:.2f} | {projected:,.0f} |", flush=True)
+              f"{per_fixed * 1e3:.1f} | {per / per_fixed:.3f} | {per_loop * 1e3:.1f} | {per / per_loop:.3f} | {min(ckpt):.2f} | {state:.2f} | {projected:,.0f} |", flush=True)
         del trainer, model
         if device.type == "cuda":
             torch.cuda.empty_cache()
     print(f"\nprojected training time, every model and seed: {total:,.0f} s ({total / 3600:.2f} h)")
+
+
+class _Fixed:
+    """A mixture stand-in for the benchmark: every step's batch is ``batch``; the rest is ``mixture``'s."""
+
+    def __init__(self, batch, mixture):
+        self._batch, self._mixture = batch, mixture
+
+    def batch(self, step: int, batch_size: int):
+        return self._batch
+
+    def __getattr__(self, name):
+        return getattr(self._mixture, name)
 
 
 if __name__ == "__main__":
