@@ -21,6 +21,8 @@ import argparse
 import statistics
 import time
 
+from prefetch import timeit  # the same one-batch build time as benchmarks/prefetch.py
+
 
 def main() -> None:
     import torch
@@ -84,7 +86,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, run in variants.items():
             runs[name].append(run())
-    build = statistics.median(timed_build(mixture, batch) for _ in range(5))
+    build = statistics.median(timeit(mixture, batch) for _ in range(5))
     floor = statistics.median(runs["no batches (the floor)"])
     print(f"# CPU, 1 torch thread; {args.ops} tiny ops per update; the paper preset's batch ({batch} x "
           f"{cfg.mixture.sequence_length}): {build * 1e3:.2f} ms to build inline; {args.steps} updates x {args.repeats} rounds (median of the rounds)")
@@ -110,13 +112,6 @@ class _Chunks:
 
         parts = [self.mixture.batch(i * self.k + j, self.batch) for j in range(self.k)]
         return torch.as_tensor(np.stack([p.input_ids for p in parts])), torch.as_tensor(np.stack([p.labels for p in parts]))
-
-
-def timed_build(mixture, batch: int) -> float:
-    t0 = time.perf_counter()
-    for s in range(10):
-        mixture.batch(s, batch)
-    return (time.perf_counter() - t0) / 10
 
 
 if __name__ == "__main__":

@@ -27,11 +27,14 @@ def hf_loss_inside_vmap(group):
 
     loss = torch.func.vmap(lambda p, b, ids, labels: functional_call(group._base, (p, b), (ids,), {"labels": labels}).loss)
 
-    def step(s: int):
+    def step(s: int):  # GroupTrainer.train_step as it was, HF's loss in place of the chunked one
         batch = group_batch(group, s)
         losses = loss(group.params, group.buffers, *batch)
         losses.sum().backward()
+        if group.cfg.grad_clip > 0:
+            group._clip(group.cfg.grad_clip)
         group.optimizer.step()
+        group.scheduler.step()
         group.optimizer.zero_grad(set_to_none=True)
         return losses
 
@@ -65,7 +68,7 @@ def measure(args) -> dict:
     device = torch.device("cpu")
     members = [make_trainer(RunFolder("unused"), plan, plan.shapes[0], device, seed, []) for seed in range(args.k)]
     group = GroupTrainer(members, sync_every=10**9)
-    step = hf_loss_inside_vmap(group) if args.variant == "hf" else (lambda s: group.train_step(s, group_batch(group, s)))
+    step = hf_loss_inside_vmap(group) if args.variant == "hf" else group.train_step
     step(0)  # the first update allocates the optimizer state
     before = rss_mb()
     t0 = time.perf_counter()
