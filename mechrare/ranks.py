@@ -58,6 +58,16 @@ class Dist:
         td.broadcast_object_list(box, src=0)
         return box[0]
 
+    def union(self, part: dict) -> dict:
+        """Every process's ``part`` merged into one dict, on every process (later ranks win on a shared key)."""
+        if not self.active:
+            return dict(part)
+        import torch.distributed as td
+
+        parts: list = [None] * self.world
+        td.all_gather_object(parts, part)
+        return {k: v for p in parts for k, v in p.items()}
+
     def all_sum(self, tensor):
         """The sum of ``tensor`` over the processes (a new tensor; ``tensor`` itself is untouched)."""
         if not self.active:

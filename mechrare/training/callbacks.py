@@ -67,7 +67,8 @@ class CheckpointCallback(Callback):
 
 
 class ResumeCallback(Callback):
-    """Saves the full training state (safetensors + JSON, no pickle) every ``every`` steps and at the end."""
+    """Saves the full training state (safetensors + JSON, no pickle) every ``every`` steps and at the end;
+    under torchrun, sharded: every process writes its own shards."""
 
     def __init__(self, run: RunFolder, model_name: str, every: int, seed: int = 0):
         self.folder = run.resume_dir(model_name, seed)
@@ -76,9 +77,8 @@ class ResumeCallback(Callback):
     def on_step_end(self, trainer: Trainer, loss) -> None:
         if trainer.step % self.every == 0 or trainer.step == trainer.cfg.steps:
             trainer.check_finite()  # a diverged run keeps its last good state
-            state = trainer.state_dict()  # under torchrun: gathered on rank 0, which alone writes
-            if trainer.dist.main:
-                save_state(self.folder, state, trainer.step)
+            state = trainer.state_dict()  # under torchrun: each process's shards, which each writes
+            save_state(self.folder, state, trainer.step, trainer.dist)
 
 
 class ProgressCallback(Callback):

@@ -8,11 +8,15 @@ then the root). The loss of a process is its rows' summed token losses divided b
 the whole batch, so the gradient FSDP averages is that of the one-process loss: the same config gives
 the same run on 1 or N processes, within float tolerance.
 
-What lands on disk is the one-process contract: checkpoint folders and the resume state are gathered
-with ``torch.distributed.checkpoint.state_dict`` (full, unsharded tensors) and written once, by rank
-0; the optimizer state is stored keyed by position as ``torch.optim`` does, so a run can resume on
-another number of processes. Every process must see the run folder (one machine, or a shared file
-system). Backend: NCCL on CUDA (one GPU per process, ``cuda:LOCAL_RANK``), gloo on CPU.
+Checkpoint folders keep the one-process contract: their weights are gathered whole with
+``torch.distributed.checkpoint.state_dict`` and written once, by rank 0. The resume state is not
+gathered: each process saves its own shards of the weights and optimizer moments
+(``torch.distributed.checkpoint`` with its Hugging Face safetensors writer, see
+:mod:`mechrare.checkpoints.sharded_state`), and rank 0 the rest. The optimizer state is keyed by
+position as ``torch.optim`` does, so a state resumes on another number of processes (DCP reshards),
+and a one-process state on N and an N-process state in one. Every process must see the run folder
+(one machine, or a shared file system). Backend: NCCL on CUDA (one GPU per process,
+``cuda:LOCAL_RANK``), gloo on CPU.
 """
 
 from __future__ import annotations
@@ -67,20 +71,23 @@ def by_name(state: dict, names: list[str]) -> dict:
     }
 
 
-def full_train_state(model, optimizer) -> tuple[dict, dict]:
-    """(model state, optimizer state keyed by position), whole, on rank 0's CPU; collective."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_state_dict
+def sharded_train_state(model, optimizer) -> tuple[dict, dict]:
+    """(model state, optimizer state keyed by position) of this process: its shards of the weights and
+    moments as DTensors (nothing is gathered); collective."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
 
-    model_sd, optim_sd = get_state_dict(model, optimizer, options=StateDictOptions(**_FULL))
-    if not model_sd:  # not rank 0
-        return {}, {}
+    model_sd, optim_sd = get_state_dict(model, optimizer)
     return model_sd, by_position(optim_sd, _names(model, optimizer))
 
 
-def load_full_train_state(model, optimizer, model_sd: dict, optim_sd: dict) -> None:
-    """Load whole states (as :func:`full_train_state` or one process wrote them) into the sharded
-    model and optimizer; every process passes the whole states."""
+def load_train_state(model, optimizer, model_sd: dict, optim_sd: dict) -> None:
+    """Load a state into the sharded model and optimizer; collective. Either this job's shards (as
+    :func:`sharded_train_state` gives, loaded from disk by DCP in any earlier layout) or whole tensors
+    (as one process saved them), which every process passes."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
+    from mechrare.checkpoints.sharded_state import is_shard
+
+    whole = not any(is_shard(v) for v in model_sd.values())
     set_state_dict(model, optimizer, model_state_dict=model_sd, optim_state_dict=by_name(optim_sd, _names(model, optimizer)),
-                   options=StateDictOptions(full_state_dict=True))
+                   options=StateDictOptions(full_state_dict=whole))

@@ -200,14 +200,14 @@ class Trainer:
 
     # -- exact resume ---------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """The whole training state; under torchrun, gathered whole (collective) and the same on disk as
-        one process's (the training loss so far summed over the processes); empty weights off rank 0."""
+        """The whole training state; under torchrun (collective), this process's shards of the weights and
+        optimizer moments (DTensors), and the training loss so far summed over the processes."""
         import torch
 
         if self.dist.active:
-            from mechrare.training.distributed import full_train_state
+            from mechrare.training.distributed import sharded_train_state
 
-            model_sd, optim_sd = full_train_state(self.model, self.optimizer)
+            model_sd, optim_sd = sharded_train_state(self.model, self.optimizer)
             loss_sum = None if self._loss_sum is None else self.dist.all_sum(self._loss_sum)
         else:
             model_sd, optim_sd, loss_sum = self.model.state_dict(), self.optimizer.state_dict(), self._loss_sum
@@ -224,10 +224,10 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import torch
 
-        if self.dist.active:  # every process loads the whole state into its shards
-            from mechrare.training.distributed import load_full_train_state
+        if self.dist.active:  # this job's shards (from a sharded state) or whole tensors (from one process's)
+            from mechrare.training.distributed import load_train_state
 
-            load_full_train_state(self.model, self.optimizer, state["model"], state["optimizer"])
+            load_train_state(self.model, self.optimizer, state["model"], state["optimizer"])
         else:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])

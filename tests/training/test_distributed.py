@@ -1,5 +1,6 @@
 """Training under torchrun (FSDP2, gloo, 2 CPU processes): the same run as one process within float
-tolerance, the same run-folder contract, and a SIGKILL of one rank followed by a relaunch resumes."""
+tolerance, the same run-folder contract (the resume state sharded: each rank writes its own), a SIGKILL
+of one rank followed by a relaunch resumes, and a state moves between 1 and 2 processes both ways."""
 
 import os
 import signal
@@ -15,6 +16,7 @@ import xarray as xr
 from safetensors.torch import load_file
 
 from mechrare.checkpoints import CheckpointStore, RunFolder
+from mechrare.checkpoints.train_state import verify_state
 from mechrare.cli import main
 from mechrare.config import load_config
 from mechrare.errors import ConfigError
@@ -27,9 +29,9 @@ OVERRIDES = [f'ladder.models=["{MODEL}"]', "ladder.interventions=[]", "train.ste
              "checkpoints.resume_every=20"]
 
 
-def torchrun(out, *more: str) -> subprocess.Popen:
-    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "mechrare", "train", "tiny", "--out", str(out), "--no-progress"]
+def torchrun(out, *more: str, processes: int = 2) -> subprocess.Popen:
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"] if processes == 2 else []
+    args = [sys.executable, *launcher, "-m", "mechrare", "train", "tiny", "--out", str(out), "--no-progress"]
     for o in OVERRIDES + list(more):
         args += ["--set", o]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -87,6 +89,8 @@ def test_two_processes_train_the_one_process_run(one_process, tmp_path, capsys):
     assert RunFolder(out).read_manifest().model(MODEL).status == "done"
     assert main(["ls", str(out), "--verify", "--no-progress"]) == 0
     assert "every file matches its checksum" in capsys.readouterr().out
+    record, _ = verify_state(RunFolder(out).resume_dir(MODEL, 0))  # the resume state: each rank's shards, not gathered
+    assert record["version"] == 2 and len(record["shards"]["sha256"]) == 2
 
 
 @pytest.mark.slow
@@ -119,6 +123,22 @@ def test_a_two_process_state_resumes_in_one_process(one_process, tmp_path):
     proc.communicate(timeout=120)
     assert 40 <= max(CheckpointStore(out).steps(MODEL)) < 120
     train_run(load_config("tiny", OVERRIDES)[1], out, name="tiny", progress=False)
+    assert_same_run(one_process, out)
+
+
+@pytest.mark.slow
+def test_a_one_process_state_resumes_on_two(one_process, tmp_path):
+    out = tmp_path / "grow"
+    proc = torchrun(out, processes=1)
+    running_past(proc, out, 40)
+    proc.kill()
+    proc.communicate(timeout=120)
+    assert 40 <= max(CheckpointStore(out).steps(MODEL)) < 120
+    assert verify_state(RunFolder(out).resume_dir(MODEL, 0))[0]["version"] == 1  # whole tensors, one file
+    again = torchrun(out)
+    log, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, log[-3000:]
+    assert "resuming at step" in log
     assert_same_run(one_process, out)
 
 
