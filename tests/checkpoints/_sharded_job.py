@@ -1,6 +1,7 @@
 """A torchrun job for test_sharded_state.py (gloo, CPU): ``save FOLDER`` trains a small FSDP2 model
 three steps and saves its training state sharded, with a gathered reference beside it; ``load FOLDER``
-loads that state into a fresh model of this job's layout and checks it against the reference."""
+loads that state into a fresh model of this job's layout and checks it against the reference;
+``crash FOLDER`` cuts a save short before its state.json and checks the saved state stays whole."""
 
 import gc
 import sys
@@ -56,6 +57,32 @@ def run(mode: str, folder: Path) -> None:
         reference = whole(state)
         if job.main:
             save_file({k: v.contiguous() for k, v in reference.items()}, str(folder / "reference.safetensors"))
+    elif mode == "crash":  # a save cut short after the shards, before state.json: the saved state stays whole
+        import mechrare.checkpoints.train_state as train_state
+
+        model, opt = sharded_model(0, job.world)
+        resume = folder / "resume"
+        real = train_state.atomic_write_text
+
+        def full_disk(*args, **kwargs):
+            raise OSError("no space left on device (planted)")
+
+        train_state.atomic_write_text = full_disk
+        try:
+            save_state(resume, state_of(model, opt, 5), 5, job)
+            crashed = False
+        except OSError:
+            crashed = True
+        train_state.atomic_write_text = real
+        assert crashed == job.main  # rank 0 alone writes state.json
+        job.barrier()
+        assert len(list(resume.glob("state-*.shards"))) == 2  # the new shards are there, unnamed
+        assert load_state(resume, "cpu", like=lambda: state_of(model, opt, 0))["step"] == 3  # still the last whole state
+        save_state(resume, state_of(model, opt, 7), 7, job)
+        job.barrier()
+        assert [p.name.split("-")[1] for p in resume.glob("state-*.shards")] == ["7"]  # the next save removes the rest
+        assert load_state(resume, "cpu", like=lambda: state_of(model, opt, 0))["step"] == 7
+        print(f"rank {job.rank}: the cut-short save left the state whole")
     else:
         model, opt = sharded_model(1, job.world)  # other weights than the saved ones
         state = load_state(folder / "resume", "cpu", like=lambda: state_of(model, opt, 0))

@@ -64,6 +64,14 @@ def test_a_two_process_state_loads_on_three(saved):
 
 
 @pytest.mark.slow
+def test_a_save_cut_short_before_its_record_leaves_the_last_state_whole(saved, tmp_path):
+    resume_copy(saved, tmp_path)
+    out = torchrun(2, "crash", tmp_path)
+    assert out.count("the cut-short save left the state whole") == 2
+    assert verify_state(tmp_path / "resume")[0]["state"]["__dict__"][0] == ["step", 7]
+
+
+@pytest.mark.slow
 def test_a_two_process_state_loads_whole_in_one_process(saved):
     state = load_state(saved / "resume", "cpu")
     reference = load_file(str(saved / "reference.safetensors"))
