@@ -139,8 +139,9 @@ def _refuse(path: Path, why: str) -> RunFolderError:
                           "move the resume folder away to train this model and seed again from step 0")
 
 
-def verify_state(folder: str | Path) -> tuple[dict, Path]:
-    """Check both checksums of the state in ``folder``; returns (the JSON record, the tensor file)."""
+def verify_state(folder: str | Path, dist: Dist = SINGLE) -> tuple[dict, Path]:
+    """Check every checksum of the state in ``folder``; returns (the JSON record, the tensor file). Under
+    torchrun (``dist``; collective) each process hashes a share of the shard files, and all refuse alike."""
     path = Path(folder) / STATE_JSON
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -162,11 +163,11 @@ def verify_state(folder: str | Path) -> tuple[dict, Path]:
     if (record.get("version") == SHARDED_VERSION) != ("shards" in record):
         raise _refuse(path, "its version and its shard folder do not go together")
     if "shards" in record:
-        _verify_shards(Path(folder), record["shards"], path)
+        _verify_shards(Path(folder), record["shards"], path, dist)
     return record, tensors
 
 
-def _verify_shards(folder: Path, shards: Any, path: Path) -> None:
+def _verify_shards(folder: Path, shards: Any, path: Path, dist: Dist) -> None:
     """The shard folder ``state.json`` names holds exactly its recorded safetensors files, each with its sha256
     (the reader reads every safetensors file there, so an extra one is refused too)."""
     sub = folder / str(shards.get("folder", "")) if isinstance(shards, dict) else folder
@@ -179,21 +180,31 @@ def _verify_shards(folder: Path, shards: Any, path: Path) -> None:
     if on_disk != sorted(recorded):
         missing, extra = sorted(set(recorded) - set(on_disk)), sorted(set(on_disk) - set(recorded))
         raise _refuse(sub, f"shard files missing {missing} or not recorded {extra}")
-    for name, sha in sorted(recorded.items()):
-        if sha256_file(sub / name) != sha:
-            raise _refuse(sub / name, "sha256 does not match the one in state.json: the file is damaged")
+    names, bad = sorted(recorded), {}
+    for i in range(dist.rank, len(names), dist.world):  # this process's share; the checks above read the same files everywhere
+        try:
+            same = sha256_file(sub / names[i]) == recorded[names[i]]
+        except OSError:
+            same = False
+        if not same:
+            bad[i] = names[i]
+            break
+    bad = dist.union(bad)
+    if bad:  # the first bad file in name order, on every process
+        raise _refuse(sub / bad[min(bad)], "sha256 does not match the one in state.json: the file is damaged")
 
 
-def load_state(folder: str | Path, device, like=None) -> dict:
+def load_state(folder: str | Path, device, like=None, dist: Dist = SINGLE) -> dict:
     """The training state saved in ``folder`` (verified; tensors on ``device``). A damaged, foreign or
     crafted file is refused with one line (RunFolderError) and left where it is.
 
     A sharded state is read whole, unless ``like`` (a callable giving a state of this job's layout, whose
-    sharded tensors receive the saved ones) is given: then every process loads its own shards (collective)."""
+    sharded tensors receive the saved ones) is given: then every process loads its own shards. Under
+    torchrun pass ``dist`` too (collective): the shard files' hashing is shared out."""
     folder = Path(folder)
     if not (folder / STATE_JSON).is_file() and (folder / LEGACY_STATE).is_file():
         return load_legacy_state(folder / LEGACY_STATE, device)
-    record, tensors_path = verify_state(folder)
+    record, tensors_path = verify_state(folder, dist)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -231,10 +242,11 @@ def load_legacy_state(path: Path, device) -> dict:
         raise _refuse(path, first) from None
 
 
-def check_state(folder: str | Path) -> None:
-    """Refuse (one line) a resume state in ``folder`` that cannot be loaded, before anything is written."""
+def check_state(folder: str | Path, dist: Dist = SINGLE) -> None:
+    """Refuse (one line) a resume state in ``folder`` that cannot be loaded, before anything is written
+    (collective under torchrun: see :func:`verify_state`)."""
     folder = Path(folder)
     if (folder / STATE_JSON).is_file():
-        verify_state(folder)
+        verify_state(folder, dist)
     elif (folder / LEGACY_STATE).is_file():
         load_legacy_state(folder / LEGACY_STATE, "cpu")

@@ -78,7 +78,7 @@ def resumed_trainer(run: RunFolder, plan: Plan, shape: ModelShape, device, seed:
         remove_stale_temps(run.resume_dir(shape.name, seed))
     if dist.agree(has_state(run.resume_dir(shape.name, seed))):
         like = trainer.state_dict if dist.active else None  # under torchrun each process reads its own shards
-        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device, like))
+        trainer.load_state_dict(load_state(run.resume_dir(shape.name, seed), device, like, dist))
         log.info("%s: resuming at step %d", _desc(plan, shape.name, seed), trainer.step)
     return trainer
 

@@ -130,7 +130,7 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
             else:
                 todo.append((shape, seed))
     for shape, seed in todo:  # a resume state that cannot be used is refused before any status changes
-        check_state(run.resume_dir(shape.name, seed))
+        check_state(run.resume_dir(shape.name, seed), dist)
     threads = config.train.threads
     workers = 1 if dist.active else resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
     if config.train.together and not dist.active and len(todo) > 1:

@@ -1,7 +1,8 @@
 """A torchrun job for test_sharded_state.py (gloo, CPU): ``save FOLDER`` trains a small FSDP2 model
 three steps and saves its training state sharded, with a gathered reference beside it; ``load FOLDER``
 loads that state into a fresh model of this job's layout and checks it against the reference;
-``crash FOLDER`` cuts a save short before its state.json and checks the saved state stays whole."""
+``crash FOLDER`` cuts a save short before its state.json and checks the saved state stays whole;
+``damaged FOLDER`` checks a damaged shard is refused by every process."""
 
 import gc
 import sys
@@ -13,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from mechrare.checkpoints.sharded_state import is_shard
 from mechrare.checkpoints.train_state import load_state, save_state
+from mechrare.errors import RunFolderError
 from mechrare.ranks import from_env
 from mechrare.training.distributed import load_train_state, sharded_train_state
 
@@ -42,6 +44,21 @@ def whole(state: dict) -> dict:
     out = {f"model/{k}": full(v) for k, v in state["model"].items()}
     out.update({f"opt/{i}/{n}": full(v) for i, s in state["optimizer"]["state"].items() for n, v in s.items()})
     return out
+
+
+def count_shard_hashes() -> list:
+    """The shard files this process hashes from now on (train_state's sha256_file, counted)."""
+    import mechrare.checkpoints.train_state as train_state
+
+    seen, real = [], train_state.sha256_file
+
+    def counted(path, *args, **kwargs):
+        if Path(path).parent.name.endswith(".shards"):
+            seen.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    train_state.sha256_file = counted
+    return seen
 
 
 def run(mode: str, folder: Path) -> None:
@@ -83,9 +100,20 @@ def run(mode: str, folder: Path) -> None:
         assert [p.name.split("-")[1] for p in resume.glob("state-*.shards")] == ["7"]  # the next save removes the rest
         assert load_state(resume, "cpu", like=lambda: state_of(model, opt, 0))["step"] == 7
         print(f"rank {job.rank}: the cut-short save left the state whole")
+    elif mode == "damaged":  # a damaged shard is refused by every process alike, each having hashed its share only
+        model, opt = sharded_model(1, job.world)
+        hashed = count_shard_hashes()
+        try:
+            load_state(folder / "resume", "cpu", like=lambda: state_of(model, opt, 0), dist=job)
+            raise AssertionError("a damaged shard was loaded")
+        except RunFolderError as exc:
+            print(f"rank {job.rank} refused: {exc}")
+        assert len(hashed) == len(range(job.rank, 2, job.world)), hashed
     else:
         model, opt = sharded_model(1, job.world)  # other weights than the saved ones
-        state = load_state(folder / "resume", "cpu", like=lambda: state_of(model, opt, 0))
+        hashed = count_shard_hashes()
+        state = load_state(folder / "resume", "cpu", like=lambda: state_of(model, opt, 0), dist=job)
+        assert len(hashed) == len(range(job.rank, 2, job.world)), hashed  # 2 shard files shared out
         assert all(is_shard(v) for v in state["model"].values())  # each process read its own shards
         assert state["step"] == 3 and state["pair"] == (1.5, float("inf")) and state["loss_sum"] is None
         load_train_state(model, opt, state["model"], state["optimizer"])

@@ -72,6 +72,19 @@ def test_a_save_cut_short_before_its_record_leaves_the_last_state_whole(saved, t
 
 
 @pytest.mark.slow
+def test_under_torchrun_a_damaged_shard_is_refused_by_every_process(saved, tmp_path):
+    shards = shard_folder(resume_copy(saved, tmp_path))
+    target = shards / "shard-00002-model-00001-of-00001.safetensors"
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 1
+    target.write_bytes(bytes(data))
+    out = torchrun(3, "damaged", tmp_path)
+    refusals = {line.split(" refused: ", 1)[1] for line in out.splitlines() if " refused: " in line}
+    assert out.count(" refused: ") == 3 and len(refusals) == 1  # the same line on every process
+    assert "shard-00002-model-00001-of-00001.safetensors: not a training state" in refusals.pop()
+
+
+@pytest.mark.slow
 def test_a_two_process_state_loads_whole_in_one_process(saved):
     state = load_state(saved / "resume", "cpu")
     reference = load_file(str(saved / "reference.safetensors"))
