@@ -101,14 +101,14 @@ def job(variant: str, model: str, folder: Path) -> None:
     save_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     like = None if variant == "gathered" else (lambda: dict(zip(("model", "optimizer"), sharded_train_state(net, opt))))
-    state = load_state(folder, "cpu", like)
+    state = load_state(folder, "cpu", like, dist)
     load_train_state(net, opt, state["model"], state["optimizer"])
     td.barrier()
     load_s = time.perf_counter() - t0
     row = {"variant": variant, "rank": dist.rank, "save_added_mb": peak.peak - before, "save_s": save_s, "load_s": load_s,
            "bytes_on_disk": sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())}
     (folder.parent / f"row-{dist.rank}.json").write_text(json.dumps(row))  # stdout interleaves the ranks' lines
-    del state, trainer, net, opt
+    state = trainer = like = net = opt = None  # freed before the group goes (gloo can abort at exit otherwise)
     gc.collect()
     td.barrier()
     td.destroy_process_group()
