@@ -39,11 +39,22 @@ def save_shards(folder: Path, shards: dict, dist: Dist) -> dict[str, str]:
     Returns {file name: sha256} of every file written, on every process (each hashes a share)."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import HuggingFaceStorageWriter
+    from torch.distributed.checkpoint.api import CheckpointException
 
-    dcp.save(shards, storage_writer=HuggingFaceStorageWriter(str(folder), save_distributed=True))
+    try:
+        dcp.save(shards, storage_writer=HuggingFaceStorageWriter(str(folder), save_distributed=True))
+    except CheckpointException as exc:  # every process raises the first process's own error (a full disk: OSError)
+        raise first_failure(exc) from None
     dist.barrier()
     files = sorted(p for p in folder.iterdir() if p.is_file())
     return dict(sorted(dist.union({p.name: sha256_file(p) for p in files[dist.rank::dist.world]}).items()))
+
+
+def first_failure(exc) -> BaseException:
+    """The error of the lowest-ranked failing process in DCP's ``CheckpointException`` (a BaseException
+    whose text is every process's traceback)."""
+    failures = getattr(exc, "failures", None) or {}
+    return failures[min(failures)][0] if failures else RuntimeError(str(exc).splitlines()[0])
 
 
 def load_shards(folder: Path, device, into: dict | None = None) -> dict:
@@ -65,7 +76,8 @@ def load_shards(folder: Path, device, into: dict | None = None) -> dict:
             warnings.simplefilter("ignore", UserWarning)
             dcp.load(whole, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=True)
     except (CheckpointException, RuntimeError, ValueError, KeyError, AssertionError, OSError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        cause = first_failure(exc) if isinstance(exc, CheckpointException) else exc
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         raise RunFolderError(f"{folder}: its shards do not load into this model ({first[:200]}); move the resume "
                              "folder away to train this model and seed again from step 0") from None
     return {k: v.to(device) for k, v in whole.items()}

@@ -1,7 +1,8 @@
 """A torchrun job for test_sharded_state.py (gloo, CPU): ``save FOLDER`` trains a small FSDP2 model
 three steps and saves its training state sharded, with a gathered reference beside it; ``load FOLDER``
 loads that state into a fresh model of this job's layout and checks it against the reference;
-``crash FOLDER`` cuts a save short before its state.json and checks the saved state stays whole;
+``crash FOLDER`` fills the disk under one process's shards, then cuts a save short before its
+state.json, and checks the saved state stays whole each time;
 ``damaged FOLDER`` checks a damaged shard is refused by every process."""
 
 import gc
@@ -77,8 +78,22 @@ def run(mode: str, folder: Path) -> None:
     elif mode == "crash":  # a save cut short after the shards, before state.json: the saved state stays whole
         import mechrare.checkpoints.train_state as train_state
 
+        import errno
+
+        import safetensors.torch
+
         model, opt = sharded_model(0, job.world)
         resume = folder / "resume"
+        real_save = safetensors.torch.save
+        if job.rank == 1:  # the disk fills up under rank 1's shard file
+            safetensors.torch.save = lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device"))
+        try:
+            save_state(resume, state_of(model, opt, 4), 4, job)
+            raise AssertionError("a save onto a full disk went through")
+        except OSError as exc:  # on every process, as the OSError the CLI turns into its one line
+            assert exc.errno == errno.ENOSPC, exc
+        safetensors.torch.save = real_save
+        job.barrier()
         real = train_state.atomic_write_text
 
         def full_disk(*args, **kwargs):
@@ -93,7 +108,7 @@ def run(mode: str, folder: Path) -> None:
         train_state.atomic_write_text = real
         assert crashed == job.main  # rank 0 alone writes state.json
         job.barrier()
-        assert len(list(resume.glob("state-*.shards"))) == 2  # the new shards are there, unnamed
+        assert len(list(resume.glob("state-*.shards"))) == 3  # the shards of both cut-short saves are there, unnamed
         assert load_state(resume, "cpu", like=lambda: state_of(model, opt, 0))["step"] == 3  # still the last whole state
         save_state(resume, state_of(model, opt, 7), 7, job)
         job.barrier()
@@ -107,7 +122,7 @@ def run(mode: str, folder: Path) -> None:
             load_state(folder / "resume", "cpu", like=lambda: state_of(model, opt, 0), dist=job)
             raise AssertionError("a damaged shard was loaded")
         except RunFolderError as exc:
-            print(f"rank {job.rank} refused: {exc}")
+            (folder / f"refused-{job.rank}.txt").write_text(str(exc))  # the ranks' stdout lines interleave
         assert len(hashed) == len(range(job.rank, 2, job.world)), hashed
     else:
         model, opt = sharded_model(1, job.world)  # other weights than the saved ones
