@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,10 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-
-def rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+from together_memory import rss_mb  # the same RSS reading as benchmarks/together_memory.py
 
 
 class PeakRss:

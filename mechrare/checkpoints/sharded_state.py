@@ -70,11 +70,11 @@ def load_shards(folder: Path, device, into: dict | None = None) -> dict:
         if into is not None:
             dcp.load(into, storage_reader=HuggingFaceStorageReader(str(folder)))
             return into
-        meta = HuggingFaceStorageReader(str(folder)).read_metadata().state_dict_metadata
-        whole = {k: torch.empty(m.size, dtype=m.properties.dtype) for k, m in meta.items()}
+        reader = HuggingFaceStorageReader(str(folder))
+        whole = {k: torch.empty(m.size, dtype=m.properties.dtype) for k, m in reader.read_metadata().state_dict_metadata.items()}
         with warnings.catch_warnings():  # DCP's note that it loads in one process: that is the intent
             warnings.simplefilter("ignore", UserWarning)
-            dcp.load(whole, storage_reader=HuggingFaceStorageReader(str(folder)), no_dist=True)
+            dcp.load(whole, storage_reader=reader, no_dist=True)
     except (CheckpointException, RuntimeError, ValueError, KeyError, AssertionError, OSError) as exc:
         cause = first_failure(exc) if isinstance(exc, CheckpointException) else exc
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
