@@ -18,7 +18,8 @@ RESUME_FILE = STATE_JSON  # the file that names a resume folder's state (see mec
 
 
 class EvalCallback(Callback):
-    """Adds held-out per-task loss / accuracy and background loss to ``info``."""
+    """Adds held-out per-task loss / accuracy and background loss to ``info`` (under torchrun, each
+    process evaluates its share of the rows and the sums are added up over the job)."""
 
     def on_checkpoint(self, trainer: Trainer, info: dict[str, Any]) -> None:
         info.update(
@@ -28,6 +29,7 @@ class EvalCallback(Callback):
                 trainer.device,
                 batch_size=trainer.cfg.eval_batch_size,
                 autocast_dtype=trainer.autocast_dtype,
+                dist=trainer.dist,
             )
         )
 
