@@ -133,45 +133,19 @@ class GroupTrainer:
 
     def fit(self, until: int | None = None) -> None:
         """Train every member to ``cfg.steps`` (or stop after update ``until``), with their callbacks."""
-        last = self.cfg.steps if until is None else min(int(until), self.cfg.steps)
-        for m in self.members:
-            m.model.train()
-            for cb in m.callbacks:
-                cb.on_train_start(m)
-        if self.step == 0 and 0 in self.schedule:
-            self._checkpoint()
-        ahead = None
-        if self.cfg.prefetch and self.step < last:
-            from mechrare.training.prefetch import Prefetcher
+        from mechrare.training.loop import fit
 
-            ahead = Prefetcher(_Stacked([m.mixture for m in self.members]), self.cfg.batch_size, self.step, last,
-                               pin=self.device.type == "cuda")
-        try:
-            while self.step < last:
-                losses = self.train_step(self.step, ahead.get(self.step) if ahead is not None else None)
-                self.step += 1
-                for k, m in enumerate(self.members):
-                    m.step = self.step
-                    m._loss_sum = losses[k] if m._loss_sum is None else m._loss_sum + losses[k]
-                    m._loss_count += 1
-                if self.step in self.schedule:
-                    self._checkpoint()
-                elif self.step % self.sync_every == 0 or self.step == self.cfg.steps:
-                    self.sync()  # the resume state is written by the members' callbacks below
-                for k, m in enumerate(self.members):
-                    for cb in m.callbacks:
-                        cb.on_step_end(m, losses[k])
-        finally:
-            if ahead is not None:
-                ahead.close()
-        for m in self.members:
-            for cb in m.callbacks:
-                cb.on_train_end(m)
+        fit(self, self.members, _Stacked([m.mixture for m in self.members]), until)
 
-    def _checkpoint(self) -> None:
+    def between_checkpoints(self) -> None:
+        """At a resume-state step (and the last), the members brought up to date before their callbacks write it."""
+        if self.step % self.sync_every == 0 or self.step == self.cfg.steps:
+            self.sync()
+
+    def checkpoint(self) -> None:
         self.sync()
         for m in self.members:
-            m._checkpoint()
+            m.checkpoint()
 
     # -- members <-> stack -----------------------------------------------------------------
     def _member_params(self, m: Trainer) -> Iterable:

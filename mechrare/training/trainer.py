@@ -125,32 +125,12 @@ class Trainer:
 
     def fit(self, until: int | None = None) -> None:
         """Train to ``cfg.steps`` (or stop after update ``until``: the schedule stays that of the whole run)."""
-        last = self.cfg.steps if until is None else min(int(until), self.cfg.steps)
-        self.model.train()
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        if self.step == 0 and 0 in self.schedule:
-            self._checkpoint()
-        ahead = None
-        if self.cfg.prefetch and self.step < last:
-            from mechrare.training.prefetch import Prefetcher
+        from mechrare.training.loop import fit
 
-            ahead = Prefetcher(self.mixture, self.cfg.batch_size, self.step, last, pin=self.device.type == "cuda")
-        try:
-            while self.step < last:
-                loss = self.train_step(self.step, ahead.get(self.step) if ahead is not None else None)
-                self.step += 1
-                self._loss_sum = loss if self._loss_sum is None else self._loss_sum + loss
-                self._loss_count += 1
-                if self.step in self.schedule:
-                    self._checkpoint()
-                for cb in self.callbacks:
-                    cb.on_step_end(self, loss)
-        finally:
-            if ahead is not None:
-                ahead.close()
-        for cb in self.callbacks:
-            cb.on_train_end(self)
+        fit(self, [self], self.mixture, until)
+
+    def between_checkpoints(self) -> None:
+        """After an update that is not a checkpoint's: nothing (its callbacks write the resume state)."""
 
     def check_finite(self) -> None:
         """Raise :class:`~mechrare.errors.TrainingDiverged` when a training loss since the last check or a
@@ -183,7 +163,8 @@ class Trainer:
 
         return full_model_state(self.model)
 
-    def _checkpoint(self) -> None:
+    def checkpoint(self) -> None:
+        """The checks and callbacks of a scheduled step: the training loss since the last one, evaluation, folders."""
         self.check_finite()
         train_loss = None
         if self._loss_count:
