@@ -15,6 +15,7 @@ from pathlib import Path
 from mechrare.atomic import RECORD_SHA, first_mismatch, seal_ok, sha256_file
 from mechrare.checkpoints.run import STEP_RE, RunFolder
 from mechrare.errors import ChecksumError, RunFolderError
+from mechrare.workers import usable_cores
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,18 @@ def check_checkpoint(folder: Path) -> str | None:
     return f"{target.name} {'is missing' if actual is None else 'does not match its recorded sha256 (damaged)'}; {RETRAIN}"
 
 
+def check_checkpoints(folders: list[Path]) -> list[str | None]:
+    """:func:`check_checkpoint` of every folder, in order, side by side in one thread per usable core
+    (reading a file and hashing it release the GIL)."""
+    workers = min(len(folders), usable_cores())
+    if workers <= 1:
+        return [check_checkpoint(f) for f in folders]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="mechrare-verify") as pool:
+        return list(pool.map(check_checkpoint, folders))
+
+
 def expected_steps(run: RunFolder, model: str, seed: int) -> list[int]:
     """The checkpoint steps a finished (model, seed) must have: the scheduled ones up to its final step."""
     manifest = run.read_manifest()
@@ -72,8 +85,8 @@ def checkpoint_problems(run: RunFolder, model: str, seed: int) -> dict[int, str]
             m = STEP_RE.match(child.name)
             if m and child.is_dir():
                 on_disk[int(m.group(1))] = child
-    for step, child in sorted(on_disk.items()):
-        problem = check_checkpoint(child)
+    steps = sorted(on_disk)
+    for step, problem in zip(steps, check_checkpoints([on_disk[s] for s in steps])):
         if problem:
             bad[step] = problem
     for step in expected_steps(run, model, seed):
