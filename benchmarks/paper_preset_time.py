@@ -104,7 +104,7 @@ def main() -> None:
         ckpt = []
         for _ in range(2):  # a second at another step: the first one's folder exists and would be skipped
             trainer.fit(until=trainer.step + 1)
-            ckpt.append(seconds(trainer._checkpoint, sync))
+            ckpt.append(seconds(trainer.checkpoint, sync))
         state = seconds(lambda: save_state(run.resume_dir(shape.name, 0), trainer.state_dict(), trainer.step), sync)
         model = trainer.model
         n = matmul_params(model)
