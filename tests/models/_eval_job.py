@@ -1,6 +1,6 @@
 """A torchrun job for test_evaluate.py (gloo, CPU): a small OLMo-2 model sharded with FSDP2 over the
 job evaluates eval sets of uneven sizes with each process on its share of the rows; every process
-writes its result, the rows its forwards saw, and the result of the whole model in this process alone
+writes its result, the rows its forwards saw, the sets' and the background's row counts and the batch size, and the result of the whole model in this process alone
 (the reference) to ``FOLDER/rank<r>.json``."""
 
 import gc
@@ -17,7 +17,8 @@ from mechrare.models.ladder import ModelShape, build_model, olmo2_config
 from mechrare.ranks import SINGLE, from_env, process_group
 from mechrare.training.distributed import shard
 
-SIZES = (7, 2, 5)  # (test_evaluate.py counts on these, and on 5 background rows) rows per eval set: uneven over 2 and 3 processes, and one set with fewer rows than processes
+BATCH = 2
+SIZES = (7, 2, 5)  # rows per eval set: uneven over 2 and 3 processes, and one set with fewer rows than processes
 
 
 def inputs():
@@ -31,13 +32,14 @@ def run(folder: Path) -> None:
     torch.set_num_threads(1)
     sets, background = inputs()
     config = olmo2_config(ModelShape("d16-l2", 16, 2, 2, 32), 32, 16, 0, 1)
-    reference = evaluate_sets(build_model(config, 3), sets, background, torch.device("cpu"), batch_size=2, dist=SINGLE)
+    reference = evaluate_sets(build_model(config, 3), sets, background, torch.device("cpu"), batch_size=BATCH, dist=SINGLE)
     with process_group(job):
         model = shard(build_model(config, 3), job, torch.device("cpu"))
         seen = []
         model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(int(kwargs["input_ids"].shape[0])), with_kwargs=True)
-        result = evaluate_sets(model, sets, background, torch.device("cpu"), batch_size=2, dist=job)
-        (folder / f"rank{job.rank}.json").write_text(json.dumps({"result": result, "reference": reference, "rows": seen}))
+        result = evaluate_sets(model, sets, background, torch.device("cpu"), batch_size=BATCH, dist=job)
+        (folder / f"rank{job.rank}.json").write_text(json.dumps({"result": result, "reference": reference, "rows": seen,
+                                                                       "sizes": [*SIZES, len(background)], "batch": BATCH}))
         del model
         gc.collect()
 

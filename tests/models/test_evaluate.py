@@ -62,7 +62,7 @@ def test_under_torchrun_each_process_evaluates_its_share(tmp_path, processes):
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(processes)]
-    sizes, batch = (7, 2, 5, 5), 2  # the three eval sets' rows and the background's (_eval_job.py)
+    sizes, batch = ranks[0]["sizes"], ranks[0]["batch"]  # the eval sets' rows and the background's, as _eval_job.py made them
 
     def rows(n, r):  # rank r's contiguous share of ceil(n / processes) rows, in batches; out of rows, row 0 once
         per = -(-n // processes)
