@@ -7,6 +7,12 @@ MFU = K x (6 N + 12 L d T) x tokens per update / seconds per update / peak bf16.
 
     python -m mechrare.examples.corpus corpus
     python benchmarks/together_gpu.py --size 4M --k 8 32
+    python benchmarks/together_gpu.py --size 14M --family 20M --k 4   # K seeds of each size, one program
+
+With ``--family``, the sizes named there join ``--size`` (they must share its head width): K seeds of each
+are trained as one program (train.together_sizes: each padded with zeros to the largest), and the combined
+MFU counts each model's own FLOPs, not the padding's. On CUDA, compiled together is refused by mechrare
+(benchmarks/RESULTS.md), so those rows are left out there.
 """
 
 from __future__ import annotations
@@ -42,10 +48,12 @@ def main() -> None:
     ap.add_argument("--size", default="4M")
     ap.add_argument("--k", nargs="+", type=int, default=[8, 32])
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--family", nargs="*", default=[], help="more sizes of --size's head width, trained with it")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
     args = ap.parse_args()
     seeds = max(args.k)
-    _, cfg = load_config("paper", [f'ladder.models=["{args.size}"]', f'ladder.sweep.models=["{args.size}"]', "ladder.sweep.factors=[1]",
+    sizes = ", ".join(f'"{s}"' for s in [args.size, *args.family])
+    _, cfg = load_config("paper", [f"ladder.models=[{sizes}]", f'ladder.sweep.models=["{args.size}"]', "ladder.sweep.factors=[1]",
                                    f"ladder.seeds={seeds}", "train.prefetch=false", *args.overrides])
     plan = Plan(cfg)
     device = resolve_device(cfg.train.device, "train.device")
@@ -55,12 +63,15 @@ def main() -> None:
     run = RunFolder("unused")
     tokens = plan.tokens_per_step
 
+    family = [s for s in plan.shapes if s.name in [args.size, *args.family]]
+
     def flops_per_update(model) -> float:
         n = matmul_params(model)
-        return (6 * n + 12 * shape.n_layers * shape.d_model * cfg.mixture.sequence_length) * tokens
+        c = model.config
+        return (6 * n + 12 * c.num_hidden_layers * c.hidden_size * cfg.mixture.sequence_length) * tokens
 
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    print(f"# {gpu}, torch {torch.__version__}, {shape.name}, {tokens:,} tokens per model per update, bf16 autocast")
+    print(f"# {gpu}, torch {torch.__version__}, {' + '.join(s.name for s in family)}, {tokens:,} tokens per model per update, bf16 autocast")
     print("| variant | models | ms/update | model-updates/s | combined TFLOP/s | combined MFU |")
     print("|---|---:|---:|---:|---:|---:|")
 
@@ -77,12 +88,13 @@ def main() -> None:
         row(f"alone{' (compiled)' if compiled else ''}", 1, dt, flops_per_update(t.model))
         del t
     for k in args.k:
-        for compiled in (False, True):
+        for compiled in (False,) if device.type == "cuda" else (False, True):
             plan.config = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, compile=compiled))
-            members = [make_trainer(run, plan, shape, device, seed, []) for seed in range(k)]
+            members = [make_trainer(run, plan, s, device, seed, []) for s in family for seed in range(k)]
             group = GroupTrainer(members, plan.resume_every)
             dt = per_update(group.train_step, args.steps, 3 if not compiled else 5, sync)
-            row(f"together (vmap{', compiled' if compiled else ''})", k, dt, k * flops_per_update(members[0].model))
+            row(f"together (vmap{', compiled' if compiled else ''})", len(members), dt,
+                sum(flops_per_update(m.model) for m in members))
             del group, members
             if device.type == "cuda":
                 torch.cuda.empty_cache()

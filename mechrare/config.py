@@ -288,12 +288,19 @@ class TrainConfig:
     #: stacked weights and torch.func.vmap (mechrare.training.grouped); equal to training each alone
     #: within float tolerance, not bit for bit; one process (it takes precedence over ``jobs``)
     together: bool = False
+    #: with ``together``: the sizes whose heads have one width (d_model / n_heads) trained as one program
+    #: too, each padded with zeros to the largest (mechrare.training.padding; equal to alone within float
+    #: tolerance). Each pays the largest's arithmetic: worth it only where kernels are launch-bound (small
+    #: models on a GPU), not on a CPU
+    together_sizes: bool = False
     #: train.together's loss: each model's head and cross-entropy made this many positions at a time
     #: (mechrare.training.chunked_loss), so that the models' whole logits never exist at once
     loss_chunk: int = 8192
 
     def validate(self, path: str) -> None:
         require(self.steps >= 1, f"{path}.steps", f"must be >= 1, got {self.steps}")
+        require(self.together or not self.together_sizes, f"{path}.together_sizes",
+                "trains sizes together only with train.together = true; set both")
         require(self.batch_size >= 1, f"{path}.batch_size", f"must be >= 1, got {self.batch_size}")
         require(math.isfinite(self.lr) and self.lr > 0, f"{path}.lr", f"must be finite and > 0, got {self.lr}")
         dev = self.device.split(":")[0]

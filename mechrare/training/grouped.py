@@ -1,7 +1,9 @@
-"""Small models together: the (model, seed) pairs of one shape trained as one program.
+"""Small models together: the (model, seed) pairs of one shape (or one shape family) trained as one program.
 
 ``train.together = true``: the weights of K models of one shape (the seeds of a size, and its
-interventions) are stacked (``torch.func.stack_module_state``) and one ``torch.func.vmap`` of the
+interventions) are stacked (``torch.func.stack_module_state``); with ``train.together_sizes`` the sizes
+of one family (one head width) too, each padded with zeros to the largest (:mod:`mechrare.training.padding`,
+exact but each member pays the largest's arithmetic). Then one ``torch.func.vmap`` of the
 model's own forward computes the K losses, each on its own batch (a seed has its own data order, an
 intervention its own mixture); one backward, clipping each model by its own gradient norm (as
 ``clip_grad_norm_`` does), and one AdamW over the stacked tensors (elementwise, so the same update
@@ -22,6 +24,7 @@ from typing import Any
 
 from mechrare.errors import ConfigError
 from mechrare.training.chunked_loss import causal_lm_loss
+from mechrare.training.padding import WIDTH, corner, norm_widths, padded_template, stack_padded
 from mechrare.training.trainer import Trainer
 
 HEAD, BODY = "lm_head.weight", "model."  # Olmo2ForCausalLM: the head, and the decoder's names
@@ -54,24 +57,34 @@ class GroupTrainer:
         import torch
         from torch.func import stack_module_state
 
-        from mechrare.training.optim import adamw
+        from mechrare.training.optim import adamw, param_groups
 
         if not members:
             raise ValueError("a group needs at least one member")
         first = members[0]
+        configs = [m.model.config for m in members]
         shapes = [{n: p.shape for n, p in m.model.named_parameters()} for m in members]
-        if any(s != shapes[0] for s in shapes) or len({m.step for m in members}) != 1:
-            raise ConfigError("train.together: the models of a group must have one shape and be at one step")
+        if len({c.hidden_size // c.num_attention_heads for c in configs}) != 1 or len({m.step for m in members}) != 1:
+            raise ConfigError("train.together: the models of a group must have one head width (d_model / n_heads) "
+                              "and be at one step")
         self.members = members
         self.cfg, self.device, self.autocast_dtype = first.cfg, first.device, first.autocast_dtype
         self.schedule, self.sync_every, self.step = first.schedule, sync_every, first.step
-        params, self.buffers = stack_module_state([m.model for m in members])
+        if all(s == shapes[0] for s in shapes):
+            params, self.buffers = stack_module_state([m.model for m in members])
+            self._base = copy.deepcopy(first.model).to("meta")
+        else:  # sizes of one family: each padded with zeros to the largest (mechrare.training.padding)
+            self._base = padded_template(configs)
+            params = stack_padded([dict(m.model.named_parameters()) for m in members], dict(self._base.named_parameters()))
+            buffers = {n: b for n, b in self._base.named_buffers() if not n.endswith("." + WIDTH)}
+            self.buffers = (stack_padded([dict(m.model.named_buffers()) for m in members], buffers)
+                            | norm_widths(self._base, [m.model for m in members], first.device))
         self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        self._base = copy.deepcopy(first.model).to("meta")
-        name_of = {id(p): n for n, p in first.model.named_parameters()}
-        self._names = [[name_of[id(p)] for p in g["params"]] for g in first.optimizer.param_groups]
+        name_of = {id(p): n for n, p in self._base.named_parameters()}
+        template_groups = param_groups(self._base, self.cfg.weight_decay)
+        self._names = [[name_of[id(p)] for p in g["params"]] for g in template_groups]
         groups = [{"params": [self.params[n] for n in names], "weight_decay": g["weight_decay"]}
-                  for names, g in zip(self._names, first.optimizer.param_groups)]
+                  for names, g in zip(self._names, template_groups)]
         self.optimizer, self.scheduler = adamw(groups, self.cfg, self.device.type)
         if self.step:
             self._load_members_state()
@@ -149,9 +162,9 @@ class GroupTrainer:
 
     # -- members <-> stack -----------------------------------------------------------------
     def _member_params(self, m: Trainer) -> Iterable:
-        """(name, member parameter) in the optimizer's order."""
+        """(name, member parameter) in the optimizer's order (a member smaller than the group's largest lacks some)."""
         params = dict(m.model.named_parameters())
-        return [(n, params[n]) for names in self._names for n in names]
+        return [(n, params[n]) for names in self._names for n in names if n in params]
 
     def sync(self) -> None:
         """Copy the stacked weights, AdamW state and schedule position into every member (their own tensors)."""
@@ -165,10 +178,12 @@ class GroupTrainer:
                     own["lr"] = group["lr"]
                 for name, p in self._member_params(m):
                     stacked = self.params[name]
-                    p.copy_(stacked[k])
+                    own = corner(p.shape)  # the whole slice, or its leading corner (mechrare.training.padding)
+                    p.copy_(stacked[k][own])
                     state = self.optimizer.state.get(stacked)
                     if state:
-                        m.optimizer.state[p] = {key: (v.clone() if key == "step" else v[k].clone()) for key, v in state.items()}
+                        m.optimizer.state[p] = {key: (v.clone() if key == "step" else v[k][own].clone())
+                                                for key, v in state.items()}
 
     def _load_members_state(self) -> None:
         """The members' optimizer state (loaded from their resume states) stacked into the group's."""
@@ -177,10 +192,19 @@ class GroupTrainer:
         first = self.members[0]
         members = [dict(self._member_params(m)) for m in self.members]
         for name, stacked in self.params.items():
-            states = [m.optimizer.state.get(ps[name]) for m, ps in zip(self.members, members)]
-            if all(states):
-                self.optimizer.state[stacked] = {key: (v.clone() if key == "step" else torch.stack([s[key] for s in states]))
-                                                 for key, v in states[0].items()}
+            states = [m.optimizer.state.get(ps[name]) for m, ps in zip(self.members, members) if name in ps]
+            if not all(states):
+                continue
+            state = {}
+            for key, v in states[0].items():
+                if key == "step":
+                    state[key] = v.clone()
+                    continue
+                state[key] = torch.zeros_like(stacked, dtype=v.dtype)  # zero where a member is padded (mechrare.training.padding)
+                for k, ps in enumerate(members):
+                    if name in ps:
+                        state[key][k][corner(ps[name].shape)] = self.members[k].optimizer.state[ps[name]][key]
+            self.optimizer.state[stacked] = state
         for group, own in zip(self.optimizer.param_groups, first.optimizer.param_groups):
             group["lr"], group["initial_lr"] = own["lr"], own.get("initial_lr", own["lr"])
         self.scheduler.load_state_dict(first.scheduler.state_dict())

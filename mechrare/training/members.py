@@ -98,16 +98,20 @@ def train_model(run: RunFolder, plan: Plan, shape: ModelShape, device, progress:
     return trainer.step
 
 
-def together_groups(todo: list[tuple[ModelShape, int]]) -> list[list[tuple[ModelShape, int]]]:
-    """The (model, seed) pairs grouped by model shape (a size's seeds and its interventions), in order."""
+def together_groups(todo: list[tuple[ModelShape, int]], sizes: bool = False) -> list[list[tuple[ModelShape, int]]]:
+    """The (model, seed) pairs grouped by model shape (a size's seeds and its interventions), or with ``sizes``
+    by shape family (one head width: :mod:`mechrare.training.padding`), in order."""
+    from mechrare.training.padding import head_width
+
     groups: dict[tuple, list] = {}
     for shape, seed in todo:
-        groups.setdefault((shape.d_model, shape.n_layers, shape.n_heads, shape.d_mlp), []).append((shape, seed))
+        key = (head_width(shape),) if sizes else (shape.d_model, shape.n_layers, shape.n_heads, shape.d_mlp)
+        groups.setdefault(key, []).append((shape, seed))
     return list(groups.values())
 
 
 def train_group(run: RunFolder, plan: Plan, pairs: list[tuple[ModelShape, int]], device, progress: bool = True) -> list[int]:
-    """Train ``pairs`` (one shape) as one program (:mod:`mechrare.training.grouped`), each resuming from its
+    """Train ``pairs`` (one shape, or one family) as one program (:mod:`mechrare.training.grouped`), each resuming from its
     state; pairs at different steps are trained one after another instead. Returns each final step."""
     from mechrare.training.grouped import GroupTrainer
 

@@ -135,7 +135,7 @@ def _train_locked(config: RunConfig, out, name: str, plan: Plan, device, progres
     workers = 1 if dist.active else resolve_jobs(config.train.jobs, device.type, len(todo), threads_per_job=threads or usable_cores())
     if config.train.together and not dist.active and len(todo) > 1:
         with torch_threads(threads), quiet_transformers():
-            for group in together_groups(todo):
+            for group in together_groups(todo, config.train.together_sizes):
                 for shape in dict.fromkeys(shape for shape, _ in group):
                     run.update_model(shape.name, status="training", device=str(device))
                 for (shape, seed), step in zip(group, train_group(run, plan, group, device, progress)):
