@@ -52,16 +52,21 @@ def check_checkpoint(folder: Path) -> str | None:
     return f"{target.name} {'is missing' if actual is None else 'does not match its recorded sha256 (damaged)'}; {RETRAIN}"
 
 
-def check_checkpoints(folders: list[Path]) -> list[str | None]:
-    """:func:`check_checkpoint` of every folder, in order, side by side in one thread per usable core
-    (reading a file and hashing it release the GIL)."""
-    workers = min(len(folders), usable_cores())
+def side_by_side(check, items: list) -> list:
+    """``check`` of every item, in order, side by side in one thread per usable core (reading a file and
+    hashing it release the GIL)."""
+    workers = min(len(items), usable_cores())
     if workers <= 1:
-        return [check_checkpoint(f) for f in folders]
+        return [check(x) for x in items]
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(workers, thread_name_prefix="mechrare-verify") as pool:
-        return list(pool.map(check_checkpoint, folders))
+        return list(pool.map(check, items))
+
+
+def check_checkpoints(folders: list[Path]) -> list[str | None]:
+    """:func:`check_checkpoint` of every folder, in order, side by side (:func:`side_by_side`)."""
+    return side_by_side(check_checkpoint, folders)
 
 
 def expected_steps(run: RunFolder, model: str, seed: int) -> list[int]:
@@ -112,20 +117,21 @@ def resume_problem(run: RunFolder, model: str, seed: int) -> Problem | None:
 
 def series_problems(record: dict) -> tuple[list[Problem], int]:
     """Every checkpoint file of an external series (its ``series.json`` record) that is missing or differs
-    from its recorded sha256, and how many checkpoints were checked."""
+    from its recorded sha256, and how many checkpoints were checked (side by side: :func:`side_by_side`)."""
     from mechrare.checkpoints.folders import FolderSeries
 
     series = FolderSeries(record)
-    problems, n = [], 0
-    for model in series.models():
-        for step in series.steps(model):
-            n += 1
-            try:
-                series.verify(model, step)
-            except ChecksumError as exc:
-                target, what = str(exc).split(": ", 1)
-                problems.append(Problem(Path(target), what))
-    return problems, n
+    pairs = [(model, step) for model in series.models() for step in series.steps(model)]
+
+    def problem(pair: tuple[str, int]) -> Problem | None:
+        try:
+            series.verify(*pair)
+        except ChecksumError as exc:
+            target, what = str(exc).split(": ", 1)
+            return Problem(Path(target), what)
+        return None
+
+    return [p for p in side_by_side(problem, pairs) if p is not None], len(pairs)
 
 
 def background_problems(meta_file: Path) -> list[Problem]:

@@ -35,11 +35,8 @@ def damaged(run_copy, tmp_path):
     return run
 
 
-def test_side_by_side_gives_the_answers_of_one_at_a_time(run_copy, tmp_path, monkeypatch):
-    import mechrare.checkpoints.verify as verify
-
-    run = damaged(run_copy, tmp_path)
-    folders = [run.step_dir("d8-l1", s) for s in range(0, 45, 5)]
+def hashing_threads(monkeypatch) -> set:
+    """The names of the threads that hash a file from now on (filled as they do)."""
     threads = set()
     real = atomic.sha256_file
 
@@ -48,6 +45,15 @@ def test_side_by_side_gives_the_answers_of_one_at_a_time(run_copy, tmp_path, mon
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(atomic, "sha256_file", counted)
+    return threads
+
+
+def test_side_by_side_gives_the_answers_of_one_at_a_time(run_copy, tmp_path, monkeypatch):
+    import mechrare.checkpoints.verify as verify
+
+    run = damaged(run_copy, tmp_path)
+    folders = [run.step_dir("d8-l1", s) for s in range(0, 45, 5)]
+    threads = hashing_threads(monkeypatch)
     monkeypatch.setattr(verify, "usable_cores", lambda: 4)
     side_by_side = check_checkpoints(folders)
     assert len(threads) > 1 and all(t.startswith("mechrare-verify") for t in threads)
@@ -62,3 +68,35 @@ def test_side_by_side_gives_the_answers_of_one_at_a_time(run_copy, tmp_path, mon
     assert sorted(checkpoint_problems(run, "d8-l1", 0)) == [10, 25, 35]
     problems, counts = verify_run(run.path)
     assert counts["checkpoints"] == 9 and len([p for p in problems if "step_" in str(p.path)]) == 3
+
+
+def test_a_series_is_checked_side_by_side_with_the_answers_of_one_at_a_time(example_series, tmp_path, monkeypatch):
+    """An external series' checkpoints (mechrare.checkpoints.verify.series_problems): a changed file and a
+    missing one found by threads and one at a time alike, every checkpoint counted once."""
+    import mechrare
+    import mechrare.checkpoints.verify as verify
+    from mechrare.checkpoints.folders import read_record
+
+    src = example_series()
+    series = tmp_path / "series"
+    shutil.copytree(src.parent, series)
+    out = tmp_path / "out"
+    mechrare.open_series(series / "SERIES.toml", out=out, progress=False)  # records every file's sha256
+    changed = series / "checkpoints" / "small" / "step20" / "model.safetensors"
+    data = bytearray(changed.read_bytes())
+    data[-5] ^= 0xFF
+    changed.write_bytes(bytes(data))
+    (series / "checkpoints" / "tiny" / "step10" / "config.json").unlink()
+    threads = hashing_threads(monkeypatch)
+    answers = {}
+    for cores in (4, 1):
+        monkeypatch.setattr(verify, "usable_cores", lambda cores=cores: cores)
+        threads.clear()
+        answers[cores] = verify.series_problems(read_record(out))
+        assert (len(threads) > 1) == (cores > 1)
+    assert answers[4] == answers[1]
+    problems, n = answers[4]
+    assert n == 8  # 2 sizes x 4 steps
+    assert [(p.path.parent.parent.name, p.path.parent.name, p.path.name) for p in problems] == [
+        ("tiny", "step10", "config.json"), ("small", "step20", "model.safetensors")]
+    assert "is missing" in problems[0].what and "sha256 differs" in problems[1].what
