@@ -48,3 +48,26 @@ def check_memory(shapes: list[ModelShape], vocab: int, batch: int, seq: int, dev
                 f"more than the {have / GiB:,.1f} GiB this {device.type} machine has; choose a smaller model, "
                 "train.batch_size or mixture.sequence_length"
             )
+
+
+def check_group_memory(groups: list[list[ModelShape]], vocab: int, batch: int, seq: int, device) -> None:
+    """``train.together``: the models of a group are in memory at once, each the size of the group's largest
+    (:mod:`mechrare.training.padding`); the estimate counts one model's logits (the loss is made a chunk at a
+    time, one model after another)."""
+    have = machine_bytes(device)
+    if have is None:
+        return
+    for group in groups:
+        if len(group) < 2:
+            continue
+        big = ModelShape("largest", max(s.d_model for s in group), max(s.n_layers for s in group),
+                         max(s.n_heads for s in group), max(s.d_mlp for s in group))
+        logits = 4 * batch * seq * 2 * vocab
+        need = len(group) * (training_bytes(big, vocab, batch, seq) - logits) + logits
+        if need > have:
+            names = ", ".join(dict.fromkeys(s.name for s in group))
+            raise ConfigError(
+                f"train.together: {len(group)} models as one program ({names}) need at least {need / GiB:,.1f} GiB, more "
+                f"than the {have / GiB:,.1f} GiB this {device.type} machine has; set train.together = false "
+                "(or train.together_sizes = false), or train fewer ladder.seeds"
+            )

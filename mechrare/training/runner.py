@@ -35,7 +35,7 @@ from mechrare.training.members import (  # noqa: F401  (init_seed and make_train
     train_group,
     train_model,
 )
-from mechrare.training.memory import check_memory
+from mechrare.training.memory import check_group_memory, check_memory
 from mechrare.training.repair import needs_repair
 from mechrare.workers import resolve_jobs, run_jobs, set_worker_state, usable_cores
 
@@ -107,6 +107,10 @@ def train_run(
 def _train(config: RunConfig, out, name: str, plan: Plan, device, progress: bool, echo, dist: Dist) -> RunFolder:
     dist.check_batch(config.train.batch_size)
     check_memory(plan.shapes, len(plan.mixture.vocab), config.train.batch_size, config.mixture.sequence_length, device)
+    if config.train.together and not dist.active:
+        pairs = [(shape, seed) for shape in plan.shapes for seed in plan.seeds]
+        check_group_memory([[shape for shape, _ in g] for g in together_groups(pairs, config.train.together_sizes)],
+                           len(plan.mixture.vocab), config.train.batch_size, config.mixture.sequence_length, device)
     refuse_foreign_folder(RunFolder(out))
     dist.barrier()  # every process looked before rank 0 creates anything
     with run_lock(out, "mechrare train") if dist.main else nullcontext():

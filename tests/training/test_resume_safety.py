@@ -173,3 +173,25 @@ def test_sizes_that_cannot_fit_or_would_hang_are_refused_before_anything_is_writ
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and what in err, err
     assert not out.exists()
+
+
+def test_models_that_fit_alone_but_not_together_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """train.together holds a group's models at once (each as large as the group's largest): with memory for
+    one d16-l2 and a half, three seeds together are refused in one line, one at a time they pass."""
+    from mechrare.config import load_config
+    from mechrare.models.ladder import LADDER
+    from mechrare.training import memory
+    from mechrare.training.plan import Plan
+
+    sets = ['ladder.models=["d16-l2"]', "ladder.seeds=3", "ladder.interventions=[]"]
+    cfg = load_config("tiny", sets)[1]
+    vocab, batch, seq = len(Plan(cfg).mixture.vocab), cfg.train.batch_size, cfg.mixture.sequence_length
+    one = memory.training_bytes(LADDER["d16-l2"], vocab, batch, seq)
+    monkeypatch.setattr(memory, "machine_bytes", lambda device: int(1.5 * one))
+    memory.check_memory([LADDER["d16-l2"]], vocab, batch, seq, "cpu")  # one at a time: fits
+    out = tmp_path / "run"
+    args = ["train", "tiny", "--out", str(out), *ARGS, *[x for s in sets for x in ("--set", s)]]
+    assert main([*args, "--set", "train.together=true"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "train.together: 3 models as one program (d16-l2) need at least" in err, err
+    assert "set train.together = false" in err and not out.exists()
