@@ -12,7 +12,8 @@ MFU = K x (6 N + 12 L d T) x tokens per update / seconds per update / peak bf16.
 With ``--family``, the sizes named there join ``--size`` (they must share its head width): K seeds of each
 are trained as one program (train.together_sizes: each padded with zeros to the largest), and the combined
 MFU counts each model's own FLOPs, not the padding's. On CUDA, compiled together is refused by mechrare
-(benchmarks/RESULTS.md), so those rows are left out there.
+(its compiled vmap of SDPA failed: benchmarks/RESULTS.md), so those rows are left out there; instead an
+experiment row compiles the vmap with HF's eager attention (not what `mechrare train` runs).
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def per_update(step, steps: int, warmup: int, sync) -> float:
         step(s)
     sync()
     return (time.perf_counter() - t0) / steps
+
+
+def compiled_eager_attention(group):
+    """``group``'s vmap of the decoders compiled with HF's eager attention (matmul + softmax) instead of SDPA,
+    whose compiled vmap failed on CUDA; its members keep SDPA for their evaluation."""
+    import torch
+
+    group._base.set_attn_implementation("eager")
+    group._states = torch.compile(group._states)
+    return group
 
 
 def main() -> None:
@@ -96,6 +107,19 @@ def main() -> None:
             row(f"together (vmap{', compiled' if compiled else ''})", len(members), dt,
                 sum(flops_per_update(m.model) for m in members))
             del group, members
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        if device.type == "cuda":  # an experiment mechrare refuses: compiled vmap with eager attention
+            members = [make_trainer(run, plan, s, device, seed, []) for s in family for seed in range(k)]
+            try:
+                dt = per_update(compiled_eager_attention(GroupTrainer(members, plan.resume_every)).train_step,
+                                args.steps, 5, sync)
+                row("together (vmap, compiled, eager attention; experiment)", len(members), dt,
+                    sum(flops_per_update(m.model) for m in members))
+            except Exception as exc:  # noqa: BLE001 (the row says what failed)
+                print(f"| together (vmap, compiled, eager attention; experiment) | {len(members)} | failed: "
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''} | | | |", flush=True)
+            del members
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 

@@ -123,6 +123,12 @@ def process_group(dist: Dist, device=None):
     td.init_process_group("nccl" if device is not None and device.type == "cuda" else "gloo")
     try:
         yield
+        # every process done with the group before any takes it down, and what held its work freed while
+        # the interpreter is whole (one CI run saw a gloo process abort at exit after a finished run)
+        td.barrier()
+        import gc
+
+        gc.collect()
     finally:
         td.destroy_process_group()
 
