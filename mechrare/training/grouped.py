@@ -187,8 +187,6 @@ class GroupTrainer:
 
     def _load_members_state(self) -> None:
         """The members' optimizer state (loaded from their resume states) stacked into the group's."""
-        import torch
-
         first = self.members[0]
         members = [dict(self._member_params(m)) for m in self.members]
         for name, stacked in self.params.items():
@@ -200,10 +198,8 @@ class GroupTrainer:
                 if key == "step":
                     state[key] = v.clone()
                     continue
-                state[key] = torch.zeros_like(stacked, dtype=v.dtype)  # zero where a member is padded (mechrare.training.padding)
-                for k, ps in enumerate(members):
-                    if name in ps:
-                        state[key][k][corner(ps[name].shape)] = self.members[k].optimizer.state[ps[name]][key]
+                own = [{name: m.optimizer.state[ps[name]][key]} if name in ps else {} for m, ps in zip(self.members, members)]
+                state[key] = stack_padded(own, {name: stacked[0]})[name]  # zero where a member is padded
             self.optimizer.state[stacked] = state
         for group, own in zip(self.optimizer.param_groups, first.optimizer.param_groups):
             group["lr"], group["initial_lr"] = own["lr"], own.get("initial_lr", own["lr"])
