@@ -37,6 +37,18 @@ def tiny_run(tmp_path_factory, tiny_config):
     return train_run(tiny_config, out, name="tiny", progress=False)
 
 
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path):
+    """A copy of the session's tiny run without its analyses and report, for a test that writes datasets
+    of its own (a few models or steps, other settings): the shared run's datasets stay those of a full
+    `mechrare analyze`, so later tests find them up to date instead of recomputing them."""
+    import shutil
+
+    out = tmp_path / "tiny-copy"
+    shutil.copytree(tiny_run.path, out, ignore=shutil.ignore_patterns("analyses", "report"))
+    return out
+
+
 @pytest.fixture(scope="session")
 def example_series(tmp_path_factory):
     """``make(architecture, style)`` -> the SERIES.toml of a tiny locally trained series (built once per key)."""

@@ -42,10 +42,10 @@ def test_open_run_and_datasets(tiny_run):
         run.dataset("nope")
 
 
-def test_fit_probe_matches_the_probes_analysis(tiny_run):
-    ds = run_probes(tiny_run.path, ProbesConfig(), models=[MODEL], steps=[300], progress=False)
+def test_fit_probe_matches_the_probes_analysis(tiny_run_copy):
+    ds = run_probes(tiny_run_copy, ProbesConfig(), models=[MODEL], steps=[300], progress=False)
     for target in ("lookup:2/query_key", "task"):
-        fit = mechrare.fit_probe(tiny_run.path, MODEL, 300, target)
+        fit = mechrare.fit_probe(tiny_run_copy, MODEL, 300, target)
         expected = ds.probe_score.sel(model=MODEL, seed=0, step=300, target=target).values
         n_test = int(ds.n_test.sel(target=target))
         assert np.abs(fit.probe_score - expected).max() <= 1 / n_test + 1e-9, (target, fit.probe_score, expected)
@@ -54,18 +54,18 @@ def test_fit_probe_matches_the_probes_analysis(tiny_run):
     # any scikit-learn classifier, one chosen layer
     from sklearn.tree import DecisionTreeClassifier
 
-    tree = mechrare.fit_probe(tiny_run.path, MODEL, 300, "task", probe=DecisionTreeClassifier(max_depth=3), layer=2)
+    tree = mechrare.fit_probe(tiny_run_copy, MODEL, 300, "task", probe=DecisionTreeClassifier(max_depth=3), layer=2)
     assert tree.layers == [2] and isinstance(tree.estimators[2], DecisionTreeClassifier)
 
 
-def test_gradient_interference_matches_the_dataset(tiny_run):
-    ds = run_interference(tiny_run.path, InterferenceConfig(), models=[MODEL], progress=False)
-    gi = mechrare.gradient_interference(tiny_run.path, MODEL, 200)
+def test_gradient_interference_matches_the_dataset(tiny_run_copy):
+    ds = run_interference(tiny_run_copy, InterferenceConfig(), models=[MODEL], progress=False)
+    gi = mechrare.gradient_interference(tiny_run_copy, MODEL, 200)
     ref = ds.sel(model=MODEL, seed=0, step=200)
     np.testing.assert_allclose(gi.grad_cosine.values, ref.grad_cosine.values, atol=1e-6)
     np.testing.assert_allclose(gi.grad_norm.values, ref.grad_norm.values, rtol=1e-5)
     # your own task set: the run's compare instances under another name are the same gradient
-    run = mechrare.open_run(tiny_run.path)
+    run = mechrare.open_run(tiny_run_copy)
     mine = mechrare.gradient_interference(run, MODEL, 200, tasks={"mine": run.tasks.eval_instances("compare:4"), "compare:4": "compare:4"})
     assert float(mine.grad_cosine.sel(task="mine", other_task="compare:4")) == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ConfigError, match="at least two task sets"):

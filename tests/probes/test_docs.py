@@ -25,14 +25,14 @@ def test_doc_shows_the_code_that_runs():
     assert 'mlp = "mechrare_mlp_probe:MLPProbe"' in toml and "mlp = mechrare_mlp_probe:MLPProbe" in entry_points
 
 
-def test_plugin_probe_runs_through_mechrare_analyze(tiny_run, monkeypatch, capsys):
+def test_plugin_probe_runs_through_mechrare_analyze(tiny_run_copy, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(PLUGIN))
     monkeypatch.setattr(PROBES, "_entry_points_loaded", False)
     try:
-        code = main(["analyze", str(tiny_run.path), "--only", "probes", "--models", "d8-l1", "--no-progress",
+        code = main(["analyze", str(tiny_run_copy), "--only", "probes", "--models", "d8-l1", "--no-progress",
                      "--set", "probes.probe=mlp", "--set", "probes.params.epochs=40"])
         assert code == 0, capsys.readouterr().err
-        ds = open_dataset(tiny_run.path / "analyses" / "probes.nc")
+        ds = open_dataset(tiny_run_copy / "analyses" / "probes.nc")
         assert '"probe": "mlp"' in ds.attrs["analysis_config"]
         assert float(ds.probe_score.sel(step=300, target="task").max()) > 0.9
     finally:
