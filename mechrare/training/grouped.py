@@ -24,7 +24,7 @@ from typing import Any
 
 from mechrare.errors import ConfigError
 from mechrare.training.chunked_loss import causal_lm_loss
-from mechrare.training.padding import WIDTH, corner, norm_widths, padded_template, stack_padded
+from mechrare.training.padding import WIDTH, corner, head_width, norm_widths, padded_template, stack_padded
 from mechrare.training.trainer import Trainer
 
 HEAD, BODY = "lm_head.weight", "model."  # Olmo2ForCausalLM: the head, and the decoder's names
@@ -64,7 +64,7 @@ class GroupTrainer:
         first = members[0]
         configs = [m.model.config for m in members]
         shapes = [{n: p.shape for n, p in m.model.named_parameters()} for m in members]
-        if len({c.hidden_size // c.num_attention_heads for c in configs}) != 1 or len({m.step for m in members}) != 1:
+        if len({head_width(c) for c in configs}) != 1 or len({m.step for m in members}) != 1:
             raise ConfigError("train.together: the models of a group must have one head width (d_model / n_heads) "
                               "and be at one step")
         self.members = members

@@ -11,6 +11,7 @@ import os
 
 from mechrare.errors import ConfigError
 from mechrare.models.ladder import ModelShape, olmo2_param_count
+from mechrare.training.padding import largest
 
 GiB = 2**30
 
@@ -60,8 +61,8 @@ def check_group_memory(groups: list[list[ModelShape]], vocab: int, batch: int, s
     for group in groups:
         if len(group) < 2:
             continue
-        big = ModelShape("largest", max(s.d_model for s in group), max(s.n_layers for s in group),
-                         max(s.n_heads for s in group), max(s.d_mlp for s in group))
+        width, layers, heads, mlp = largest(group)
+        big = ModelShape("largest", width, layers, heads, mlp)
         logits = 4 * batch * seq * 2 * vocab
         need = len(group) * (training_bytes(big, vocab, batch, seq) - logits) + logits
         if need > have:

@@ -26,9 +26,26 @@ from typing import Any
 WIDTH = "width"  # the PaddedRMSNorm buffer: the member's own width of that norm
 
 
-def head_width(shape) -> int:
-    """The family key of a ladder shape: the width of one attention head."""
-    return shape.d_model // shape.n_heads
+def dims(model) -> tuple[int, int, int, int]:
+    """(width, layers, heads, MLP width) of a ladder ``ModelShape`` or an ``Olmo2Config``."""
+    if hasattr(model, "d_model"):
+        return model.d_model, model.n_layers, model.n_heads, model.d_mlp
+    return model.hidden_size, model.num_hidden_layers, model.num_attention_heads, model.intermediate_size
+
+
+def head_width(model) -> int:
+    """The family key of a ladder shape or a model config: the width of one attention head."""
+    width, _, heads, _ = dims(model)
+    return width // heads
+
+
+def largest(models: list) -> tuple[int, int, int, int]:
+    """(width, layers, heads, MLP width) of the family's largest shape: each the largest of ``models``
+    (ladder shapes or model configs) that have one head width; a ValueError names the widths otherwise."""
+    widths = {head_width(m) for m in models}
+    if len(widths) != 1:
+        raise ValueError(f"models of one family must have one head width (d_model / n_heads); got {sorted(widths)}")
+    return tuple(max(d) for d in zip(*(dims(m) for m in models)))  # type: ignore[return-value]
 
 
 def corner(shape) -> tuple[slice, ...]:
@@ -38,14 +55,10 @@ def corner(shape) -> tuple[slice, ...]:
 
 def padded_config(configs: list):
     """The ``Olmo2Config`` of the family's largest shape (each of width, heads, MLP width and depth the largest)."""
-    widths = {c.hidden_size // c.num_attention_heads for c in configs}
-    if len(widths) != 1:
-        raise ValueError(f"models of one family must have one head width (d_model / n_heads); got {sorted(widths)}")
+    width, layers, heads, mlp = largest(configs)
     big = copy.deepcopy(configs[0])
-    big.hidden_size = max(c.hidden_size for c in configs)
-    big.num_attention_heads = big.num_key_value_heads = max(c.num_attention_heads for c in configs)
-    big.intermediate_size = max(c.intermediate_size for c in configs)
-    big.num_hidden_layers = max(c.num_hidden_layers for c in configs)
+    big.hidden_size, big.num_hidden_layers, big.intermediate_size = width, layers, mlp
+    big.num_attention_heads = big.num_key_value_heads = heads
     if getattr(big, "layer_types", None) is not None:
         big.layer_types = [big.layer_types[0]] * big.num_hidden_layers
     return big

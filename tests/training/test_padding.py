@@ -6,7 +6,7 @@ import torch
 from torch.func import functional_call, vmap
 
 from mechrare.models.ladder import ModelShape, build_model, olmo2_config
-from mechrare.training.padding import WIDTH, corner, norm_widths, padded_config, padded_template, stack_padded
+from mechrare.training.padding import WIDTH, corner, dims, head_width, largest, norm_widths, padded_config, padded_template, stack_padded
 
 # one head width (8): widths 16/24/32, heads 2/3/4, MLP widths 64/40/128, depths 2/1/3
 SHAPES = [ModelShape("a", 16, 2, 2, 64), ModelShape("b", 24, 1, 3, 40), ModelShape("c", 32, 3, 4, 128)]
@@ -75,6 +75,17 @@ def test_the_padded_shape_is_the_largest_of_each():
 def test_one_family_has_one_head_width():
     with pytest.raises(ValueError, match="one head width"):
         padded_config([m.config for m in members([SHAPES[0], ModelShape("d", 24, 1, 2, 40)])])
+    with pytest.raises(ValueError, match=r"one head width .*got \[8, 12\]"):
+        largest([SHAPES[0], ModelShape("d", 24, 1, 2, 40)])
+
+
+def test_ladder_shapes_and_model_configs_give_one_family_key_and_one_largest():
+    """The memory check reads ladder shapes and the trainer reads model configs: one rule for both."""
+    configs = [m.config for m in members()]
+    assert [dims(s) for s in SHAPES] == [dims(c) for c in configs] == [(16, 2, 2, 64), (24, 1, 3, 40), (32, 3, 4, 128)]
+    assert {head_width(s) for s in SHAPES} == {head_width(c) for c in configs} == {8}
+    assert largest(SHAPES) == largest(configs) == (32, 3, 4, 128)
+    assert largest(SHAPES[:2]) == (24, 2, 3, 64)  # each dimension's own largest, not one member's shape
 
 
 def test_a_member_is_in_the_leading_corner():
