@@ -94,11 +94,12 @@ class BackgroundConfig:
 
     ``kind = "markov"`` (the default): a seeded Markov chain over ``vocab_size`` words,
     each with ``branching`` successors whose weights fall off as rank^-zipf.
-    ``kind = "text"``: local text ``files`` (glob patterns), tokenized once with
-    ``tokenizer`` (a tokenizer.json path, a Hugging Face tokenizer folder, or
-    ``"bpe:<vocab size>"`` to train a byte-level BPE on the files) and cached as a
-    .npy memmap. ``kind = "tokens"``: flat token files (OLMo/Dolma-style ``.npy``
-    memmaps of ``dtype``, header or raw) with their ``tokenizer``."""
+    ``kind = "text"``: local text ``files`` (glob patterns), or the ``text_field`` column
+    of a Hugging Face ``dataset`` saved with ``save_to_disk`` (a folder; each row one
+    document), tokenized once with ``tokenizer`` (a tokenizer.json path, a Hugging Face
+    tokenizer folder, or ``"bpe:<vocab size>"`` to train a byte-level BPE on the text)
+    and cached as a .npy memmap. ``kind = "tokens"``: flat token files
+    (OLMo/Dolma-style ``.npy`` memmaps of ``dtype``, header or raw) with their ``tokenizer``."""
 
     kind: str = "markov"
     vocab_size: int = 64
@@ -106,6 +107,10 @@ class BackgroundConfig:
     zipf: float = 1.0
     frequency: float = 1.0
     files: list[str] = field(default_factory=list)
+    #: ``kind = "text"``: a Hugging Face dataset saved with ``save_to_disk`` (a folder), instead of ``files``
+    dataset: str = ""
+    #: the dataset's column of text
+    text_field: str = "text"
     tokenizer: str = ""
     dtype: str = "uint16"
     #: the share of the corpus (its end) kept out of training for the held-out background loss
@@ -115,8 +120,8 @@ class BackgroundConfig:
         require(self.kind in BACKGROUND_KINDS, f"{path}.kind", f"must be one of {', '.join(BACKGROUND_KINDS)}, got {self.kind!r}")
         require(math.isfinite(self.frequency) and self.frequency >= 0, f"{path}.frequency", f"must be finite and >= 0, got {self.frequency}")
         if self.kind == "markov":
-            require(not self.files and not self.tokenizer, f"{path}.files",
-                    'a markov background takes no files or tokenizer; set kind = "text" or "tokens"')
+            require(not self.files and not self.tokenizer and not self.dataset, f"{path}.files",
+                    'a markov background takes no files, dataset or tokenizer; set kind = "text" or "tokens"')
             require(2 <= self.vocab_size <= MAX_VOCAB, f"{path}.vocab_size", f"must be in [2, {MAX_VOCAB}], got {self.vocab_size}")
             require(
                 1 <= self.branching <= self.vocab_size,
@@ -125,7 +130,14 @@ class BackgroundConfig:
             )
             require(self.zipf >= 0, f"{path}.zipf", f"must be >= 0, got {self.zipf}")
             return
-        require(len(self.files) >= 1, f"{path}.files", f"a {self.kind} background needs files, e.g. files = [\"corpus/*.txt\"]")
+        if self.kind == "text":
+            require(bool(self.files) != bool(self.dataset), f"{path}.files",
+                    'a text background needs files (e.g. files = ["corpus/*.txt"]) or dataset (a folder written by '
+                    "Dataset.save_to_disk), one of them")
+            require(bool(self.text_field), f"{path}.text_field", "must name the dataset's column of text")
+        else:
+            require(not self.dataset, f"{path}.dataset", 'a saved dataset is text; set kind = "text" (kind = "tokens" reads token files)')
+            require(len(self.files) >= 1, f"{path}.files", f"a {self.kind} background needs files, e.g. files = [\"dolma/*.npy\"]")
         require(bool(self.tokenizer), f"{path}.tokenizer",
                 'needs a tokenizer: a tokenizer.json path, a tokenizer folder' + (', or "bpe:<vocab size>"' if self.kind == "text" else ""))
         if self.tokenizer.startswith("bpe:"):

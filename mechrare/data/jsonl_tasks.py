@@ -241,20 +241,11 @@ def background_texts(files: list[str] = (), dataset: str = "", text_field: str =
     import glob
 
     if dataset:
-        try:
-            from datasets import load_from_disk
+        from mechrare.data.hf_text import dataset_texts, open_text_dataset
 
-            ds = load_from_disk(dataset)
-        except (FileNotFoundError, ValueError, OSError) as e:
-            raise ConfigError(f"background.dataset: cannot load a saved dataset from {dataset} ({str(e).splitlines()[0][:120]}); "
-                              "give a folder written by Dataset.save_to_disk") from None
-        if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: its first split
-            ds = ds[next(iter(ds.keys()))]
-        if text_field not in ds.column_names:
-            raise ConfigError(f"background.text_field: {dataset} has no column {text_field!r}; columns: {', '.join(ds.column_names)}")
-        for text in ds[text_field]:
-            if isinstance(text, str):
-                yield text
+        ds = open_text_dataset(dataset, text_field, "background")
+        for texts in dataset_texts(ds, text_field):
+            yield from texts
         return
     for p in sorted({p for f in files for p in (glob.glob(f) or [f])}):
         try:

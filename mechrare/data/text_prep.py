@@ -2,7 +2,8 @@
 
 ``prepare(cfg)`` returns a :class:`Prepared` folder ``background-<key>/`` holding
 ``tokenizer.json``, ``meta.json`` and, for ``kind = "text"``, ``tokens.npy`` (the
-files tokenized, each file followed by the end-of-text token). The key is a hash
+files, or the rows of a saved Hugging Face dataset, tokenized, each followed by the
+end-of-text token). The key is a hash
 of the background's settings (kind, file patterns, tokenizer, dtype), so a run
 folder's own copy (``<run>/data/``, written when training starts) is found again
 from its manifest without the corpus. It is looked for in the given folders
@@ -44,6 +45,8 @@ def cache_root() -> Path:
 
 def background_key(cfg: BackgroundConfig) -> str:
     spec = {"kind": cfg.kind, "files": list(cfg.files), "tokenizer": cfg.tokenizer, "dtype": cfg.dtype, "format": FORMAT}
+    if cfg.dataset:  # only then: the keys of file backgrounds prepared before datasets were read stay theirs
+        spec.update(dataset=cfg.dataset, text_field=cfg.text_field)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -165,23 +168,75 @@ def _check(prepared: Prepared, cfg: BackgroundConfig, where: str) -> Prepared:
     for f in meta["files"]:  # the sources, where they are at hand
         p = Path(f["path"])
         if p.is_file() and p.stat().st_size != f["bytes"]:
-            raise ConfigError(f"{where}.files: {p} changed since the background was prepared in {folder}; "
+            key = "dataset" if meta.get("dataset") else "files"
+            raise ConfigError(f"{where}.{key}: {p} changed since the background was prepared in {folder}; "
                               f"restore it, or delete {folder} to prepare it again")
         if meta["kind"] == "tokens" and not p.is_file():
             raise ConfigError(f"{where}.files: {p} is missing (a tokens background reads its files in place); restore it")
     return prepared
 
 
+class _Documents:
+    """The text background's documents in order, as many times as asked: each text file, or each row of a
+    saved dataset."""
+
+    def __init__(self, cfg: BackgroundConfig, where: str):
+        self.where, self.field, self.source = where, cfg.text_field, cfg.dataset
+        if cfg.dataset:
+            from mechrare.data.hf_text import open_text_dataset, source_files
+
+            self.dataset = open_text_dataset(cfg.dataset, cfg.text_field, where)
+            self.files = source_files(self.dataset)
+        else:
+            self.dataset, self.files = None, expand(cfg.files, where)
+        self._texts = None
+
+    def keep(self) -> None:
+        """Hold the files' texts in memory (read once for a tokenizer trained on them, and reused)."""
+        if self.dataset is None:
+            self._texts = [_read(f, self.where) for f in self.files]
+
+    def texts(self):
+        """Each document's whole text (what a tokenizer is trained on)."""
+        if self.dataset is not None:
+            from mechrare.data.hf_text import dataset_texts
+
+            for texts in dataset_texts(self.dataset, self.field):
+                yield from texts
+            return
+        for k, f in enumerate(self.files):
+            yield self._texts[k] if self._texts is not None else _read(f, self.where)
+
+    def token_ids(self, tok, eos: int) -> np.ndarray:
+        """Every document's token ids, each followed by ``eos`` (a file encoded in pieces cut at paragraph
+        breaks, a dataset's rows a thousand at a time)."""
+        end = np.array([eos], dtype=np.uint32)
+        pieces = []
+        if self.dataset is not None:
+            from mechrare.data.hf_text import dataset_texts
+
+            for texts in dataset_texts(self.dataset, self.field):
+                for enc in tok.encode_batch(texts, add_special_tokens=False):
+                    pieces += [np.asarray(enc.ids, dtype=np.uint32), end]
+        else:
+            for text in self.texts():
+                pieces += [np.asarray(enc.ids, dtype=np.uint32) for enc in tok.encode_batch(list(_chunks(text)), add_special_tokens=False)]
+                pieces.append(end)
+        if not pieces:
+            raise ConfigError(f"{self.where}.dataset: {self.source} has no rows with text in column {self.field!r}")
+        return np.concatenate(pieces)
+
+
 def _build(cfg: BackgroundConfig, target: Path, where: str) -> None:
-    files = expand(cfg.files, where)
+    docs = _Documents(cfg, where) if cfg.kind == "text" else None
+    files = docs.files if docs is not None else expand(cfg.files, where)
     if cfg.tokenizer.startswith("bpe:"):
-        texts = [_read(f, where) for f in files]
-        tok, eos, pad = train_bpe(texts, int(cfg.tokenizer[4:])), None, None
+        docs.keep()
+        tok = train_bpe(docs.texts(), int(cfg.tokenizer[4:]))
         eos, pad = tok.token_to_id(EOS), tok.token_to_id(PAD)
         tok_source = cfg.tokenizer
     else:
         tok, eos, pad = load_tokenizer(cfg.tokenizer, where)
-        texts = None
         tok_source = str(Path(os.path.expanduser(cfg.tokenizer)).resolve())
     meta = {"format": FORMAT, "key": background_key(cfg), "kind": cfg.kind, "dtype": cfg.dtype, "tokenizer_source": tok_source,
             "vocab_size": tok.get_vocab_size(with_added_tokens=True), "eos_id": eos, "pad_id": pad,
@@ -190,14 +245,11 @@ def _build(cfg: BackgroundConfig, target: Path, where: str) -> None:
         tok.save(str(tmp / "tokenizer.json"))
         meta["tokenizer_sha256"] = sha256_file(tmp / "tokenizer.json")
         if cfg.kind == "text":
-            pieces = []
-            for k, f in enumerate(files):
-                text = texts[k] if texts is not None else _read(f, where)
-                for enc in tok.encode_batch(list(_chunks(text)), add_special_tokens=False):
-                    pieces.append(np.asarray(enc.ids, dtype=np.uint32))
-                pieces.append(np.array([eos], dtype=np.uint32))
-            ids = np.concatenate(pieces)
+            ids = docs.token_ids(tok, eos)
             np.save(tmp / "tokens.npy", ids)
+            if cfg.dataset:
+                meta.update(dataset=str(Path(os.path.expanduser(cfg.dataset)).resolve()), text_field=cfg.text_field,
+                            documents=len(docs.dataset))
             meta.update(n_tokens=int(len(ids)), tokens_bytes=(tmp / "tokens.npy").stat().st_size,
                         tokens_sha256=sha256_file(tmp / "tokens.npy"), files=_file_records(files, hashes=True))
         else:

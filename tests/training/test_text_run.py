@@ -1,5 +1,6 @@
 """A run on a real-text background: the run folder keeps its tokenizer and tokens, and needs no corpus after."""
 
+import json
 import shutil
 
 import numpy as np
@@ -50,3 +51,25 @@ def test_a_text_run_keeps_its_background_and_analyses_need_no_corpus(tmp_path, m
     # a new run folder cannot: it needs the corpus, and says so in one line
     assert main(["train", "tiny", "--out", str(tmp_path / "new"), *sum((["--set", s] for s in SMALL), []), "--no-progress"]) == 2
     assert "mixture.background.files[0]: 'corpus/*.txt' matches no file" in capsys.readouterr().err
+
+
+def test_a_run_on_a_saved_dataset_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """`[mixture.background] dataset = ...` through the CLI: the run keeps the prepared rows and needs no dataset after."""
+    from mechrare.examples.corpus import write_dataset
+
+    monkeypatch.setenv("MECHRARE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    write_dataset(tmp_path / "topics")
+    settings = ["ladder.models=[\"d8-l1\"]", "ladder.interventions=[]", "train.steps=10", "checkpoints.every=5",
+                'mixture.background={kind="text", dataset="topics", tokenizer="bpe:600"}']
+    args = ["train", "tiny", "--out", "run", *sum((["--set", s] for s in settings), []), "--no-progress"]
+    assert main(args) == 0
+    (data,) = (tmp_path / "run" / "data").glob("background-*")
+    meta = json.loads((data / "meta.json").read_text())
+    assert meta["dataset"] == str(tmp_path / "topics") and meta["text_field"] == "text" and meta["vocab_size"] == 600
+    shutil.rmtree(tmp_path / "topics")
+    shutil.rmtree(tmp_path / "cache")
+    capsys.readouterr()
+    assert main(args) == 0 and "done already" in capsys.readouterr().out
+    assert main(["train", "tiny", "--out", "new", *args[4:]]) == 2
+    assert "mixture.background.dataset: cannot load a saved dataset from topics" in capsys.readouterr().err
