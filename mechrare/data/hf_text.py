@@ -15,14 +15,16 @@ from mechrare.errors import ConfigError
 
 def open_text_dataset(path: str, text_field: str, where: str):
     """The saved dataset at ``path`` (its first split), checked to have a ``text_field`` column of strings."""
-    from datasets import load_from_disk
+    from datasets import DatasetDict, load_from_disk
 
     try:
         ds = load_from_disk(str(Path(path).expanduser()))
     except (FileNotFoundError, ValueError, OSError) as e:
         raise ConfigError(f"{where}.dataset: cannot load a saved dataset from {path} ({str(e).splitlines()[0][:120]}); "
                           "give a folder written by Dataset.save_to_disk") from None
-    if hasattr(ds, "keys") and not hasattr(ds, "column_names"):  # a DatasetDict: its first split
+    if isinstance(ds, DatasetDict):  # its first split (a DatasetDict has column_names too: one list per split)
+        if not ds:
+            raise ConfigError(f"{where}.dataset: {path} is a DatasetDict without splits; save a Dataset")
         ds = ds[next(iter(ds.keys()))]
     if text_field not in ds.column_names:
         raise ConfigError(f"{where}.text_field: {path} has no column {text_field!r}; columns: {', '.join(ds.column_names)}")

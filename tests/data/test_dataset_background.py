@@ -130,3 +130,13 @@ def test_the_example_dataset_holds_the_example_corpus_topics(tmp_path):
     files = write_corpus(tmp_path / "corpus", n_files=1)
     assert ds.column_names == ["title", "text"] and len(ds) > 50
     assert files[0].read_text(encoding="utf-8") == "\n\n".join(ds["text"]) + "\n"
+
+
+def test_a_dataset_dict_gives_its_first_split(saved, tmp_path):
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    rows = load_from_disk("saved")
+    DatasetDict({"train": rows, "test": Dataset.from_dict({"title": ["x"], "body": ["other text"], "n": [0]})}).save_to_disk("dict")
+    one = mixture(dataset="dict").background.prepared.folder
+    two = mixture().background.prepared.folder
+    np.testing.assert_array_equal(np.load(one / "tokens.npy"), np.load(two / "tokens.npy"))
