@@ -5,7 +5,8 @@ independent, and on a CPU a small model uses one core badly. ``jobs`` worker
 processes, each with ``cores // jobs`` torch threads, run them side by side.
 Workers are *spawned* (never forked from a process whose thread pools are
 already running) and each job writes its own files atomically, so a killed
-run resumes as after a sequential one. On CUDA there is one job at a time.
+run resumes as after a sequential one; a worker ends itself within half a
+second of its parent's end, however the parent ended. On CUDA there is one job at a time.
 Every thread pool of a worker is limited (torch, and BLAS / OpenMP through
 threadpoolctl and the ``*_NUM_THREADS`` variables): two workers whose scipy
 each started two threads on two cores ran 3x slower than one process.
@@ -47,10 +48,30 @@ def resolve_jobs(jobs: int, device_type: str, n_items: int, threads_per_job: int
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _init(threads: int, initializer: Callable | None, initargs: tuple) -> None:
+#: how often a worker looks whether the process that started it is still there (seconds)
+PARENT_CHECK_S = 0.5
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker as soon as ``parent`` (the process that spawned it) has ended. A worker outlives a
+    parent killed with SIGKILL (nothing closes its job queue): a killed ``mechrare train`` left its workers
+    training and writing checkpoints into the run folder, with no lock held, beside the rerun."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(1)  # as if killed with the parent: every file is written atomically, a rerun resumes
+
+    threading.Thread(target=watch, name="mechrare-parent-watch", daemon=True).start()
+
+
+def _init(parent: int, threads: int, initializer: Callable | None, initargs: tuple) -> None:
     import torch
     from threadpoolctl import threadpool_limits
 
+    _exit_with_parent(parent)
     torch.set_num_threads(threads)
     threadpool_limits(threads)  # the pools already loaded; THREAD_VARS cover the ones loaded later
     if initializer is not None:
@@ -84,7 +105,7 @@ def run_jobs(fn: Callable, items: Iterable, jobs: int, *, threads: int | None = 
     items = list(items)
     threads = threads or max(1, usable_cores() // jobs)
     with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_init,
-                             initargs=(threads, initializer, initargs)) as pool:
+                             initargs=(os.getpid(), threads, initializer, initargs)) as pool:
         with _thread_env(threads):
             pending = {pool.submit(fn, item): item for item in items}  # the workers start here
         try:
